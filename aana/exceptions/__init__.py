@@ -1,0 +1,19 @@
+"""Exceptions of the aana package."""
+
+from aana.exceptions.core import BaseException
+from aana.exceptions.db import (
+    ConstraintViolationException,
+    DatabaseConnectionException,
+    DatabaseException,
+    MediaIdAlreadyExistsException,
+    NotFoundException,
+)
+
+__all__ = [
+    "BaseException",
+    "ConstraintViolationException",
+    "DatabaseConnectionException",
+    "DatabaseException",
+    "MediaIdAlreadyExistsException",
+    "NotFoundException",
+]

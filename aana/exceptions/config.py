@@ -1,0 +1,26 @@
+"""Exceptions for bad configuration (*ours*)."""
+
+from __future__ import annotations
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value aana cannot use; the message names the setting and the fix."""
+
+
+class MissingConfigKeyError(KeyError):
+    """``datastore_config`` lacks a key its ``datastore_type`` requires."""
+
+    def __init__(self, key: str, datastore_type: str, required: tuple[str, ...]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.datastore_type = datastore_type
+        self.required = required
+
+    def __str__(self) -> str:
+        return (
+            f"datastore_config is missing the key {self.key!r}, which datastore_type "
+            f"{self.datastore_type!r} requires; give all of: {', '.join(self.required)}."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.key, self.datastore_type, self.required))

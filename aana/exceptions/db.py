@@ -1,0 +1,60 @@
+"""Exceptions raised by the storage layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aana.exceptions.core import BaseException
+
+
+class NotFoundException(BaseException):
+    """No row of ``table_name`` has the id ``id``."""
+
+    http_status_code = 404
+
+    def __init__(self, table_name: str, id: Any) -> None:  # noqa: A002 - documented name
+        super().__init__(f"No {table_name} with id {id!r} was found.", table_name=table_name, id=id)
+        self.table_name = table_name
+        self.id = id
+
+
+class MediaIdAlreadyExistsException(BaseException):
+    """A media row with this id already exists."""
+
+    http_status_code = 409
+
+    def __init__(self, table_name: str, media_id: str) -> None:
+        super().__init__(
+            f"A {table_name} with media id {media_id!r} already exists; "
+            "use a new media id or read the existing one.",
+            table_name=table_name,
+            media_id=media_id,
+        )
+        self.table_name = table_name
+        self.media_id = media_id
+
+
+class DatabaseException(BaseException):
+    """A database operation failed; the driver's error is chained as ``__cause__``."""
+
+    http_status_code = 500
+
+
+class ConstraintViolationException(DatabaseException):
+    """A row broke a constraint of the schema (*ours*).
+
+    ``constraint`` names the constraint when the driver reports it (PostgreSQL does;
+    SQLite reports only the kind of constraint).
+    """
+
+    http_status_code = 422
+
+    def __init__(self, message: str, constraint: str | None = None) -> None:
+        super().__init__(message, constraint=constraint)
+        self.constraint = constraint
+
+
+class DatabaseConnectionException(DatabaseException):
+    """The database could not be reached (*ours*); the message names where, never how."""
+
+    http_status_code = 503

@@ -1,0 +1,1 @@
+"""The storage layer: entities, repositories, sessions and migrations."""

@@ -1,0 +1,138 @@
+"""Building engines from ``DbSettings``: validation, dialect options, error reporting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+
+from aana.configs.db import DbType, PostgreSQLConfig, SQLiteConfig
+from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
+from aana.exceptions.db import DatabaseConnectionException
+from aana.storage import dialects
+
+if TYPE_CHECKING:
+    from aana.configs.db import DbSettings
+
+_REQUIRED_KEYS: dict[DbType, tuple[str, ...]] = {
+    DbType.SQLITE: tuple(SQLiteConfig.__annotations__),
+    DbType.POSTGRESQL: tuple(PostgreSQLConfig.__annotations__),
+}
+_CONFIG_TYPES: dict[DbType, TypeAdapter[Any]] = {
+    DbType.SQLITE: TypeAdapter(SQLiteConfig),
+    DbType.POSTGRESQL: TypeAdapter(PostgreSQLConfig),
+}
+
+
+def datastore_type_of(settings: DbSettings) -> DbType:
+    """The settings' datastore type, or a ``ValueError`` saying which ones exist."""
+    try:
+        return DbType(settings.datastore_type)
+    except ValueError:
+        supported = ", ".join(repr(member.value) for member in DbType)
+        raise ConfigurationError(
+            f"datastore_type {settings.datastore_type!r} is not supported; use one of {supported}."
+        ) from None
+
+
+def validated_config(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
+    """The datastore type and its config, checked for missing keys and wrong types."""
+    datastore_type = datastore_type_of(settings)
+    config = dict(settings.datastore_config)
+    required = _REQUIRED_KEYS[datastore_type]
+    for key in required:
+        if key not in config:
+            raise MissingConfigKeyError(key, datastore_type.value, required)
+    try:
+        checked: dict[str, Any] = _CONFIG_TYPES[datastore_type].validate_python(config)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"datastore_config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigurationError(
+            f"{problems} (datastore_type {datastore_type.value!r})."
+        ) from None
+    return datastore_type, checked
+
+
+def _sqlite_path(config: dict[str, Any]) -> str:
+    path = Path(config["path"]).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot create the folder {str(path.parent)!r} for the SQLite database "
+            f"({error.strerror}); set datastore_config.path to a writable location."
+        ) from error
+    if path.is_dir():
+        raise ConfigurationError(
+            f"datastore_config.path {str(path)!r} is a folder; give the path of a database "
+            "file instead, e.g. {str(path / 'aana.db')!r}."
+        )
+    return str(path)
+
+
+def _engine_options(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
+    datastore_type, config = validated_config(settings)
+    if datastore_type is DbType.SQLITE:
+        options = dialects.sqlite_engine_options(_sqlite_path(config), settings.connection_timeout)
+    else:
+        options = dialects.postgresql_engine_options(
+            config, settings.connection_timeout, settings.query_timeout
+        )
+    options.update(
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_recycle=settings.pool_recycle,
+        pool_timeout=settings.connection_timeout,
+    )
+    return datastore_type, options
+
+
+def _report_connection_errors(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if context.connection is not None or context.is_pre_ping:
+            return  # a statement failed on a live connection: not a connection problem
+        url = engine.url
+        where = (
+            f"SQLite database {url.database!r}"
+            if url.get_backend_name() == "sqlite"
+            else f"PostgreSQL at {url.host}:{url.port} (database {url.database!r})"
+        )
+        cause = str(context.original_exception).strip().splitlines()[0]
+        raise DatabaseConnectionException(
+            f"Cannot connect to {where}: {cause}. Check that the server is running and "
+            "reachable, and the datastore_config settings."
+        ) from context.sqlalchemy_exception
+
+
+def _configure(engine: Engine, datastore_type: DbType, settings: DbSettings) -> None:
+    if datastore_type is DbType.SQLITE:
+        dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
+    _report_connection_errors(engine)
+
+
+def create_engine(settings: DbSettings) -> Engine:
+    """A new engine for ``settings``."""
+    datastore_type, options = _engine_options(settings)
+    engine = sqlalchemy.create_engine(options.pop("url"), **options)
+    _configure(engine, datastore_type, settings)
+    return engine
+
+
+def create_async_engine(settings: DbSettings) -> AsyncEngine:
+    """A new asyncio engine for ``settings`` (aiosqlite or psycopg's async mode)."""
+    datastore_type, options = _engine_options(settings)
+    url = options.pop("url")
+    if datastore_type is DbType.SQLITE:
+        url = url.set(drivername="sqlite+aiosqlite")
+    engine = sa_create_async_engine(url, **options)
+    _configure(engine.sync_engine, datastore_type, settings)
+    return engine

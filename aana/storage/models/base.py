@@ -1,0 +1,84 @@
+"""The declarative base of every entity, and the timestamp mixin."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import uuid
+from typing import Any, Self
+
+from sqlalchemy import MetaData, String, Uuid
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from aana.core.models.media import MediaId
+from aana.storage.dialects import utcnow
+from aana.storage.types import JsonType, UtcDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in enum_class]
+
+
+class BaseEntity(DeclarativeBase):
+    """Base class of all entities; derive your own entities from it.
+
+    Python types map to portable column types: ``datetime`` to a UTC timestamp, ``dict``,
+    ``list`` and ``Any`` to JSON, ``uuid.UUID`` to a native UUID where there is one, ``MediaId``
+    to a 36-character string, and enums to their values, stored as text (up to 64 characters),
+    so adding a member needs no database type change.
+    """
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        MediaId: String(36),
+        datetime.datetime: UtcDateTime(),
+        dict[str, Any]: JsonType,
+        list[Any]: JsonType,
+        Any: JsonType,
+        uuid.UUID: Uuid(),
+        enum.Enum: SqlEnum(
+            enum.Enum, native_enum=False, values_callable=_enum_values, length=64
+        ),
+    }
+
+    @classmethod
+    def from_parent(cls, parent_instance: BaseEntity, **kwargs: Any) -> Self:
+        """Build an instance of this class from an instance of one of its parents.
+
+        Every mapped column attribute of the parent is copied except the polymorphic
+        discriminator, which the new class sets itself; ``kwargs`` add or override values.
+        """
+        parent_mapper = type(parent_instance).__mapper__
+        discriminator = parent_mapper.polymorphic_on
+        values = {
+            attribute.key: getattr(parent_instance, attribute.key)
+            for attribute in parent_mapper.column_attrs
+            if discriminator is None
+            or not any(column is discriminator for column in attribute.columns)
+        }
+        values.update(kwargs)
+        return cls(**values)
+
+
+class TimeStampEntity:
+    """Mixin adding ``created_at`` and ``updated_at``, kept by the database clock.
+
+    Both are timezone-aware UTC with at least millisecond resolution; ``updated_at``
+    moves on every update. Values given explicitly are kept.
+    """
+
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        server_default=utcnow(), comment="When the row was created (UTC)"
+    )
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        server_default=utcnow(), onupdate=utcnow(), comment="When the row last changed (UTC)"
+    )

@@ -1,0 +1,182 @@
+"""The task queue's SQL, in one place.
+
+Every statement is portable SQLAlchemy: ``FOR UPDATE SKIP LOCKED`` renders on PostgreSQL
+and is dropped on SQLite, where the caller instead opens the transaction with
+``BEGIN IMMEDIATE`` (SQLite has one writer at a time). Every time comparison and every
+timestamp uses the database clock (``utcnow``). Every state change is guarded in the
+WHERE clause, so a row that changed under a concurrent writer is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from aana.storage.dialects import utcnow
+from aana.storage.models.task import Status, TaskEntity
+
+Task = TaskEntity
+CLAIMABLE = (Status.CREATED, Status.NOT_FINISHED)
+ACTIVE = (Status.ASSIGNED, Status.RUNNING)
+FINISHED = (Status.COMPLETED, Status.FAILED)
+
+
+def claimable(
+    max_retries: int, retryable_exceptions: Sequence[str] | None
+) -> ColumnElement[bool]:
+    """New or handed-back tasks, and failed ones worth another attempt."""
+    retryable: ColumnElement[bool] = false()
+    if retryable_exceptions:
+        retryable = and_(
+            Task.status == Status.FAILED,
+            Task.num_retries < max_retries,
+            Task.result["error"].as_string().in_(list(retryable_exceptions)),
+        )
+    return or_(Task.status.in_(CLAIMABLE), retryable)
+
+
+def claim_candidates(
+    limit: int | None,
+    max_retries: int,
+    retryable_exceptions: Sequence[str] | None,
+    max_active_per_user: int | None,
+) -> Select[tuple[UUID]]:
+    """Ids of the tasks to claim next: high priority first, then oldest first.
+
+    With ``max_active_per_user``, a user's tasks are ranked and only as many are taken
+    as the user has room for beside the tasks already assigned or running. Window
+    functions exclude ``FOR UPDATE``; the caller serialises such claims instead.
+    """
+    condition = claimable(max_retries, retryable_exceptions)
+    order = (Task.priority.desc(), Task.created_at, Task.id)
+    if max_active_per_user is None:
+        query = select(Task.id).where(condition).order_by(*order).limit(limit)
+        return query.with_for_update(skip_locked=True)
+
+    active = (
+        select(Task.user_id, func.count().label("active"))
+        .where(Task.status.in_(ACTIVE), Task.user_id.is_not(None))
+        .group_by(Task.user_id)
+        .subquery("active")
+    )
+    ranked = (
+        select(
+            Task.id,
+            Task.user_id,
+            Task.priority,
+            Task.created_at,
+            func.row_number().over(partition_by=Task.user_id, order_by=order).label("rank"),
+        )
+        .where(condition)
+        .subquery("ranked")
+    )
+    room = literal(max_active_per_user) - func.coalesce(active.c.active, 0)
+    return (
+        select(ranked.c.id)
+        .select_from(ranked.outerjoin(active, ranked.c.user_id == active.c.user_id))
+        .where(or_(ranked.c.user_id.is_(None), ranked.c.rank <= room))
+        .order_by(ranked.c.priority.desc(), ranked.c.created_at, ranked.c.id)
+        .limit(limit)
+    )
+
+
+def claim(
+    candidates: Select[tuple[UUID]], max_retries: int, retryable_exceptions: Sequence[str] | None
+) -> Update:
+    """Mark the candidate tasks ASSIGNED, re-checking that each is still claimable."""
+    return (
+        update(Task)
+        .where(Task.id.in_(candidates), claimable(max_retries, retryable_exceptions))
+        .values(
+            status=Status.ASSIGNED,
+            assigned_at=utcnow(),
+            updated_at=utcnow(),
+            num_retries=Task.num_retries + 1,
+        )
+        .returning(Task)
+    )
+
+
+def set_status(
+    task_id: UUID, status: Status, progress: float | None, result: Any, has_result: bool
+) -> Update:
+    """Move one task to ``status``, stamping the clock fields the status implies."""
+    values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+    if progress is not None:
+        values["progress"] = progress
+    if has_result:
+        values["result"] = result
+    if status in FINISHED:
+        values["completed_at"] = utcnow()
+    if status == Status.ASSIGNED:
+        values["assigned_at"] = utcnow()
+        values["num_retries"] = Task.num_retries + 1
+    return update(Task).where(Task.id == task_id).values(values).returning(Task)
+
+
+def retry(task_id: UUID) -> Update:
+    """Send a task back to the queue as new."""
+    return (
+        update(Task)
+        .where(Task.id == task_id)
+        .values(
+            status=Status.CREATED,
+            progress=0.0,
+            result=None,
+            assigned_at=None,
+            completed_at=None,
+            num_retries=0,
+            updated_at=utcnow(),
+        )
+        .returning(Task)
+    )
+
+
+def heartbeat(task_ids: Sequence[UUID]) -> Update:
+    """Record that the given tasks are still being worked on."""
+    return (
+        update(Task)
+        .where(Task.id.in_(task_ids), Task.status.in_(ACTIVE))
+        .values(updated_at=utcnow())
+    )
+
+
+def expired(execution_timeout: float, heartbeat_timeout: float) -> Select[Any]:
+    """Active tasks whose attempt ran too long or stopped sending heartbeats.
+
+    The second column tells which: true when the execution timeout was exceeded.
+    """
+    too_long = Task.assigned_at < utcnow(-execution_timeout)
+    silent = Task.updated_at < utcnow(-heartbeat_timeout)
+    return (
+        select(Task.id, too_long.label("too_long"), Task.num_retries)
+        .where(Task.status.in_(ACTIVE), or_(too_long, silent))
+        .with_for_update(skip_locked=True)
+    )
+
+
+def hand_back(task_id: UUID, status: Status, result: Any) -> Update:
+    """Return an expired task to the queue, or fail it; only if it is still active."""
+    values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+    if status == Status.FAILED:
+        values.update(result=result, completed_at=utcnow())
+    return (
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(ACTIVE))
+        .values(values)
+        .returning(Task)
+    )

@@ -1,0 +1,135 @@
+"""The generic repository: the verbs every entity gets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from aana.exceptions.db import NotFoundException
+from aana.storage.bulk import bulk_insert
+from aana.storage.errors import OnViolation, translate_errors
+from aana.storage.models.base import BaseEntity
+
+T = TypeVar("T", bound=BaseEntity)
+
+
+class BaseRepository(Generic[T]):
+    """Create, read, list, count, update and delete entities of one class.
+
+    Methods that write commit on success. On failure they roll the session back, so
+    nothing is half-written and the session stays usable, and raise an aana exception.
+    """
+
+    def __init__(self, session: Session, model_class: type[T]) -> None:
+        """Bind the repository to a session and an entity class.
+
+        Args:
+            session: The session to work in.
+            model_class: The entity class (a subclass of ``BaseEntity``).
+        """
+        self.session = session
+        self.model_class = model_class
+        self.table_name: str = model_class.__tablename__
+
+    @contextmanager
+    def writing(self, action: str, on_violation: OnViolation | None = None) -> Iterator[None]:
+        """Run a write: roll back and raise an aana exception if any part fails."""
+        try:
+            with translate_errors(action, on_violation):
+                yield
+        except BaseException:
+            self.session.rollback()
+            raise
+
+    def create(self, entity: T) -> T:
+        """Insert one entity and commit.
+
+        Returns:
+            The entity, now persistent, with its generated values.
+        """
+        with self.writing(f"creating a {self.table_name}"):
+            self.session.add(entity)
+            self.session.commit()
+        return entity
+
+    def create_multiple(self, entities: Iterable[T]) -> list[T]:
+        """Insert many entities in bulk (INSERT ... RETURNING, not a flush per object).
+
+        Returns:
+            The entities, in the order given, now persistent.
+        """
+        entities = list(entities)
+        with self.writing(f"creating {len(entities)} rows of {self.table_name}"):
+            bulk_insert(self.session, entities)
+            self.session.commit()
+        return entities
+
+    def read(self, item_id: Any, check: bool = True) -> T:
+        """The entity with this id.
+
+        Raises:
+            NotFoundException: No such entity and ``check`` is true.
+        """
+        entity = self.session.get(self.model_class, item_id)
+        if entity is None and check:
+            raise NotFoundException(self.table_name, item_id)
+        return entity  # type: ignore[return-value]
+
+    def exists(self, item_id: Any) -> bool:
+        """Whether an entity with this id exists (*ours*)."""
+        primary_key = self.model_class.__mapper__.primary_key[0]
+        query = select(primary_key).where(primary_key == item_id).limit(1)
+        return self.session.scalar(query) is not None
+
+    def list(self, limit: int | None = 100, offset: int = 0) -> Sequence[T]:
+        """Entities in primary-key order, a page at a time (*ours*)."""
+        primary_key = self.model_class.__mapper__.primary_key[0]
+        query = select(self.model_class).order_by(primary_key).limit(limit).offset(offset)
+        return self.session.scalars(query).all()
+
+    def count_all(self) -> int:
+        """How many entities of this class exist (*ours*)."""
+        query = select(func.count()).select_from(self.model_class)
+        return int(self.session.scalar(query) or 0)
+
+    def update(self, item_id: Any, **values: Any) -> T:
+        """Set attributes of the entity with this id and commit (*ours*).
+
+        Raises:
+            NotFoundException: No such entity.
+            AttributeError: A name is not a mapped attribute of the entity.
+        """
+        entity = self.read(item_id)
+        mapped = self.model_class.__mapper__.attrs.keys()
+        unknown = sorted(set(values) - set(mapped))
+        if unknown:
+            raise AttributeError(
+                f"{self.model_class.__name__} has no attribute(s) {', '.join(unknown)}; "
+                f"known: {', '.join(mapped)}"
+            )
+        with self.writing(f"updating {self.table_name} {item_id!r}"):
+            for name, value in values.items():
+                setattr(entity, name, value)
+            self.session.commit()
+        return entity
+
+    def delete(self, id: Any, check: bool = True) -> T | None:  # noqa: A002 - documented name
+        """Delete the entity with this id and commit.
+
+        Returns:
+            The deleted entity, or None if there was none and ``check`` is false.
+
+        Raises:
+            NotFoundException: No such entity and ``check`` is true.
+        """
+        entity = self.read(id, check=check)
+        if entity is None:
+            return None
+        with self.writing(f"deleting {self.table_name} {id!r}"):
+            self.session.delete(entity)
+            self.session.commit()
+        return entity

@@ -1,0 +1,66 @@
+"""Repository of frame captions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from aana.core.models.captions import Caption
+from aana.storage.bulk import bulk_insert_rows
+from aana.storage.models.caption import CaptionEntity, check_frame
+from aana.storage.repository.base import BaseRepository
+
+T = TypeVar("T", bound=CaptionEntity)
+
+
+class CaptionRepository(BaseRepository[T]):
+    """Captions; use it directly or subclass it for your own caption entities."""
+
+    def __init__(self, session: Session, model_class: type[T] = CaptionEntity) -> None:  # type: ignore[assignment]
+        """Bind the repository to a session and a caption entity class."""
+        super().__init__(session, model_class)
+
+    def save(self, model_name: str, caption: Caption, timestamp: float, frame_id: int) -> T:
+        """Store one caption.
+
+        Returns:
+            The stored caption entity.
+        """
+        entity = self.model_class.from_caption_output(
+            model_name=model_name, caption=caption, frame_id=frame_id, timestamp=timestamp
+        )
+        return self.create(entity)
+
+    def save_all(
+        self,
+        model_name: str,
+        captions: Sequence[Caption],
+        timestamps: Sequence[float],
+        frame_ids: Sequence[int],
+    ) -> list[T]:
+        """Store many captions of one model in a single bulk insert.
+
+        Returns:
+            The stored caption entities, in the order given.
+
+        Raises:
+            ValueError: The three lists differ in length, or a frame id or timestamp is
+                negative; nothing is written.
+        """
+        if not len(captions) == len(timestamps) == len(frame_ids):
+            raise ValueError(
+                f"captions ({len(captions)}), timestamps ({len(timestamps)}) and frame_ids "
+                f"({len(frame_ids)}) must have the same length: one of each per frame"
+            )
+        if frame_ids and timestamps:
+            check_frame(min(frame_ids), min(timestamps))
+        rows = [
+            {"model": model_name, "caption": caption, "timestamp": timestamp, "frame_id": frame}
+            for caption, timestamp, frame in zip(captions, timestamps, frame_ids, strict=True)
+        ]
+        with self.writing(f"saving {len(rows)} captions"):
+            entities = bulk_insert_rows(self.session, self.model_class, rows)
+            self.session.commit()
+        return entities

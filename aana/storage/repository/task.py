@@ -1,0 +1,259 @@
+"""Repository of the task queue's tasks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from aana.exceptions.db import NotFoundException
+from aana.storage import queue_sql
+from aana.storage.dialects import SQLITE_BEGIN_OPTION, serialize_claims
+from aana.storage.models.task import Status, TaskEntity
+from aana.storage.repository.base import BaseRepository
+
+
+def parse_task_id(task_id: str | uuid.UUID) -> uuid.UUID | None:
+    """The task id as a UUID, or None if it is not one."""
+    if isinstance(task_id, uuid.UUID):
+        return task_id
+    try:
+        return uuid.UUID(str(task_id))
+    except ValueError:
+        return None
+
+
+def check_json(value: Any, what: str) -> None:
+    """Raise ``TypeError`` unless ``value`` can be stored as JSON."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, booleans, "
+            f"None; no NaN or infinity): {error}. Convert other values, e.g. str(path)."
+        ) from None
+
+
+class TaskRepository(BaseRepository[TaskEntity]):
+    """Tasks of the queue: defer, claim, report, expire, inspect."""
+
+    def __init__(self, session: Session) -> None:
+        """Bind the repository to a session."""
+        super().__init__(session, TaskEntity)
+
+    @contextmanager
+    def _write_transaction(self, action: str) -> Iterator[None]:
+        """A transaction of its own that holds SQLite's write lock from its start.
+
+        Pending changes of the session are committed first: a transaction that has read
+        cannot safely take SQLite's write lock later.
+        """
+        if self.session.in_transaction():
+            self.session.commit()
+        with self.writing(action):
+            self.session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            yield
+            self.session.commit()
+
+    def save(
+        self, endpoint: str, data: Any, user_id: str | None = None, priority: int = 0
+    ) -> TaskEntity:
+        """Defer a task: store it as CREATED.
+
+        Raises:
+            TypeError: ``data`` cannot be stored as JSON; nothing is written.
+        """
+        check_json(data, "task data")
+        task = TaskEntity(endpoint=endpoint, data=data, user_id=user_id, priority=priority)
+        return self.create(task)
+
+    def read(self, task_id: str | uuid.UUID, check: bool = True) -> TaskEntity:
+        """The task with this id; a malformed id is treated as unknown.
+
+        Raises:
+            NotFoundException: No such task (or a malformed id) and ``check`` is true.
+        """
+        parsed = parse_task_id(task_id)
+        if parsed is None:
+            if check:
+                raise NotFoundException(self.table_name, task_id)
+            return None  # type: ignore[return-value]
+        return super().read(parsed, check=check)
+
+    def delete(self, task_id: str | uuid.UUID, check: bool = False) -> TaskEntity | None:  # type: ignore[override]
+        """Delete a task; a malformed or unknown id returns None unless ``check``."""
+        parsed = parse_task_id(task_id)
+        if parsed is None:
+            if check:
+                raise NotFoundException(self.table_name, task_id)
+            return None
+        return super().delete(parsed, check=check)
+
+    def fetch_unprocessed_tasks(
+        self,
+        limit: int | None = None,
+        max_retries: int = 1,
+        retryable_exceptions: Sequence[str] | None = None,
+        maximum_active_tasks_per_user: int | None = None,
+    ) -> list[TaskEntity]:
+        """Claim tasks to run: mark them ASSIGNED in one statement and return them.
+
+        Claims CREATED and NOT_FINISHED tasks, and FAILED ones whose error is in
+        ``retryable_exceptions`` and that were tried fewer than ``max_retries`` times;
+        highest priority first, then oldest. Concurrent callers, threads or processes,
+        never claim the same task.
+
+        Args:
+            limit: At most this many tasks; None for all.
+            max_retries: Attempts after which a failed task is not retried.
+            retryable_exceptions: Names of exception classes worth a retry.
+            maximum_active_tasks_per_user: A user with this many tasks assigned or
+                running gets no more claimed until some finish.
+        """
+        candidates = queue_sql.claim_candidates(
+            limit, max_retries, retryable_exceptions, maximum_active_tasks_per_user
+        )
+        statement = queue_sql.claim(candidates, max_retries, retryable_exceptions)
+        with self._write_transaction("claiming tasks"):
+            if maximum_active_tasks_per_user is not None:
+                serialize_claims(self.session.connection())
+            tasks = list(self.session.scalars(statement))
+        tasks.sort(key=lambda task: (-task.priority, task.created_at))
+        return tasks
+
+    def update_status(
+        self,
+        task_id: str | uuid.UUID,
+        status: Status,
+        progress: float | None = None,
+        result: Any = None,
+        commit: bool = True,
+    ) -> TaskEntity:
+        """Set a task's status (and progress and result, when given).
+
+        COMPLETED and FAILED stamp ``completed_at``; ASSIGNED stamps ``assigned_at`` and
+        counts a retry.
+
+        Raises:
+            NotFoundException: No such task.
+            TypeError: ``result`` cannot be stored as JSON; nothing is written.
+        """
+        parsed = parse_task_id(task_id)
+        if parsed is None:
+            raise NotFoundException(self.table_name, task_id)
+        has_result = result is not None
+        if has_result:
+            check_json(result, "task result")
+        statement = queue_sql.set_status(parsed, Status(status), progress, result, has_result)
+        with self.writing(f"updating task {parsed}"):
+            task = self.session.scalars(statement).one_or_none()
+            if task is None:
+                raise NotFoundException(self.table_name, task_id)
+            if commit:
+                self.session.commit()
+        return task
+
+    def retry_task(self, task_id: str | uuid.UUID) -> TaskEntity:
+        """Send a task back to the queue as CREATED, with its retries and result cleared.
+
+        Raises:
+            NotFoundException: No such task.
+        """
+        parsed = parse_task_id(task_id)
+        if parsed is None:
+            raise NotFoundException(self.table_name, task_id)
+        with self.writing(f"retrying task {parsed}"):
+            task = self.session.scalars(queue_sql.retry(parsed)).one_or_none()
+            if task is None:
+                raise NotFoundException(self.table_name, task_id)
+            self.session.commit()
+        return task
+
+    def get_active_tasks(self) -> list[TaskEntity]:
+        """Tasks ASSIGNED or RUNNING."""
+        query = select(TaskEntity).where(TaskEntity.status.in_(queue_sql.ACTIVE))
+        return list(self.session.scalars(query))
+
+    def filter_incomplete_tasks(self, task_ids: Sequence[str | uuid.UUID]) -> list[str]:
+        """Those of ``task_ids`` that exist and are neither COMPLETED nor FAILED."""
+        parsed = [task for task in map(parse_task_id, task_ids) if task is not None]
+        if not parsed:
+            return []
+        query = select(TaskEntity.id).where(
+            TaskEntity.id.in_(parsed), TaskEntity.status.not_in(queue_sql.FINISHED)
+        )
+        return [str(task_id) for task_id in self.session.scalars(query)]
+
+    def update_expired_tasks(
+        self, execution_timeout: float, heartbeat_timeout: float, max_retries: int
+    ) -> list[TaskEntity]:
+        """Hand back tasks whose worker took too long or went silent.
+
+        A task ASSIGNED or RUNNING for longer than ``execution_timeout`` seconds, or
+        without a heartbeat for ``heartbeat_timeout`` seconds, goes back to the queue as
+        NOT_FINISHED if it has retries left, and is otherwise FAILED with the error
+        ``TimeoutError`` or ``HeartbeatTimeoutError``.
+
+        Returns:
+            The tasks changed.
+        """
+        changed: list[TaskEntity] = []
+        with self._write_transaction("expiring tasks"):
+            rows = self.session.execute(queue_sql.expired(execution_timeout, heartbeat_timeout))
+            for task_id, too_long, num_retries in rows.all():
+                if num_retries < max_retries:
+                    status, result = Status.NOT_FINISHED, None
+                elif too_long:
+                    status, result = Status.FAILED, {
+                        "error": "TimeoutError",
+                        "message": f"Task ran longer than {execution_timeout} seconds.",
+                    }
+                else:
+                    status, result = Status.FAILED, {
+                        "error": "HeartbeatTimeoutError",
+                        "message": f"No heartbeat for {heartbeat_timeout} seconds.",
+                    }
+                statement = queue_sql.hand_back(task_id, status, result)
+                changed.extend(self.session.scalars(statement))
+        return changed
+
+    def heartbeat(self, task_ids: Sequence[str | uuid.UUID]) -> None:
+        """Record that these tasks are still being worked on."""
+        parsed = [task for task in map(parse_task_id, task_ids) if task is not None]
+        if not parsed:
+            return
+        with self.writing("sending heartbeats"):
+            self.session.execute(queue_sql.heartbeat(parsed))
+            self.session.commit()
+
+    def get_tasks(
+        self,
+        user_id: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[TaskEntity]:
+        """Tasks, newest first, optionally of one user and one status."""
+        query = select(TaskEntity)
+        if user_id is not None:
+            query = query.where(TaskEntity.user_id == user_id)
+        if status is not None:
+            query = query.where(TaskEntity.status == Status(status))
+        query = query.order_by(TaskEntity.created_at.desc(), TaskEntity.id)
+        return list(self.session.scalars(query.limit(limit).offset(offset)))
+
+    def count(self, user_id: str | None = None) -> dict[str, int]:
+        """Tasks per status value, plus ``"total"``, optionally of one user."""
+        query = select(TaskEntity.status, func.count()).group_by(TaskEntity.status)
+        if user_id is not None:
+            query = query.where(TaskEntity.user_id == user_id)
+        counts = {status.value: 0 for status in Status}
+        for status, number in self.session.execute(query):
+            counts[Status(status).value] = number
+        counts["total"] = sum(counts.values())
+        return counts
