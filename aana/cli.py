@@ -18,6 +18,7 @@ def load_app(app_path: str) -> AanaSDK:
 
     Raises:
         click.BadParameter: The path is malformed, not importable, or not an AanaSDK.
+
     """
     module_name, _, attribute = app_path.partition(":")
     if not module_name or not attribute:

@@ -20,6 +20,7 @@ class AanaSDK:
         migration_func: Called with the settings by ``migrate()`` instead of the
             package's migrations.
         settings: Settings to use; the process-wide ``aana.configs.settings`` by default.
+
     """
 
     def __init__(

@@ -7,10 +7,9 @@ from enum import Enum
 from os import PathLike
 from typing import TYPE_CHECKING, Annotated, Any
 
-from typing_extensions import TypedDict
-
 from pydantic import PlainValidator, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing_extensions import TypedDict
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -45,9 +44,9 @@ def _as_mapping(value: Any) -> dict[str, Any]:
     # missing key is reported as a KeyError naming it (the documented behaviour).
     if not isinstance(value, dict):
         raise ValueError(
-            "datastore_config must be an object, e.g. {\"path\": \"/var/lib/aana_data\"} for "
-            "SQLite or {\"host\": ..., \"port\": ..., \"user\": ..., \"password\": ..., "
-            "\"database\": ...} for PostgreSQL"
+            'datastore_config must be an object, e.g. {"path": "/var/lib/aana_data"} for '
+            'SQLite or {"host": ..., "port": ..., "user": ..., "password": ..., '
+            '"database": ...} for PostgreSQL'
         )
     return dict(value)
 
@@ -63,6 +62,7 @@ class DbSettings(BaseSettings):
         pool_recycle: Seconds after which a pooled connection is replaced.
         query_timeout: Seconds a statement may run (PostgreSQL); 0 means no limit.
         connection_timeout: Seconds to wait for a connection, or for SQLite's write lock.
+
     """
 
     model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
@@ -101,6 +101,7 @@ class DbSettings(BaseSettings):
         Raises:
             ValueError: ``datastore_type`` is not supported.
             KeyError: ``datastore_config`` lacks a key the datastore requires.
+
         """
         if self._engine is None:
             from aana.storage.engine import create_engine

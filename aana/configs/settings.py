@@ -19,6 +19,7 @@ class TaskQueueSettings(BaseModel):
         heartbeat_timeout: Seconds without a heartbeat before a task is considered lost.
         max_retries: Attempts before a task that keeps failing is left FAILED.
         maximum_active_tasks_per_user: Running or assigned tasks one user may have at once.
+
     """
 
     enabled: bool = True

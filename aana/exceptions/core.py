@@ -6,14 +6,16 @@ import builtins
 from typing import Any
 
 
-def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+def _rebuild(
+    cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]
+) -> BaseException:
     exception = cls.__new__(cls)
     builtins.Exception.__init__(exception, *args)
     exception.__dict__.update(state)
     return exception
 
 
-class BaseException(builtins.Exception):  # noqa: A001 - the documented name
+class BaseException(builtins.Exception):
     """Base class of aana's exceptions.
 
     Keyword arguments are kept in ``extra`` and returned by ``get_data()``, so an

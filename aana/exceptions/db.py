@@ -12,7 +12,7 @@ class NotFoundException(BaseException):
 
     http_status_code = 404
 
-    def __init__(self, table_name: str, id: Any) -> None:  # noqa: A002 - documented name
+    def __init__(self, table_name: str, id: Any) -> None:
         super().__init__(f"No {table_name} with id {id!r} was found.", table_name=table_name, id=id)
         self.table_name = table_name
         self.id = id

@@ -30,7 +30,7 @@ write lock up front, so a read-then-write transaction cannot fail half-way)."""
 _SQLITE_NOW_FORMAT = "%Y-%m-%d %H:%M:%f000"
 
 
-class utcnow(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function it renders
+class utcnow(FunctionElement[Any]):
     """The database clock in UTC, optionally shifted by ``seconds`` (may be negative)."""
 
     type = UtcDateTime()

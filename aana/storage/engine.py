@@ -55,9 +55,7 @@ def validated_config(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
         problems = "; ".join(
             f"datastore_config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
         )
-        raise ConfigurationError(
-            f"{problems} (datastore_type {datastore_type.value!r})."
-        ) from None
+        raise ConfigurationError(f"{problems} (datastore_type {datastore_type.value!r}).") from None
     return datastore_type, checked
 
 

@@ -32,6 +32,7 @@ def translate_errors(action: str, on_violation: OnViolation | None = None) -> It
     Raises:
         ConstraintViolationException: A constraint was broken.
         DatabaseException: Any other database failure, with the driver error chained.
+
     """
     try:
         yield

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
-
 from sqlalchemy import JSON
 
 from aana.storage.dialects import utcnow
@@ -28,6 +27,7 @@ def alembic_config(settings: Settings, root_path: Path | str | None = None) -> C
         settings: Settings whose ``db_config`` names the database.
         root_path: Another alembic tree (with ``env.py`` and ``versions/``) to use
             instead of the package's.
+
     """
     config = Config()
     config.set_main_option("script_location", str(Path(root_path or MIGRATIONS_PATH)))

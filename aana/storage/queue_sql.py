@@ -35,9 +35,7 @@ ACTIVE = (Status.ASSIGNED, Status.RUNNING)
 FINISHED = (Status.COMPLETED, Status.FAILED)
 
 
-def claimable(
-    max_retries: int, retryable_exceptions: Sequence[str] | None
-) -> ColumnElement[bool]:
+def claimable(max_retries: int, retryable_exceptions: Sequence[str] | None) -> ColumnElement[bool]:
     """New or handed-back tasks, and failed ones worth another attempt."""
     retryable: ColumnElement[bool] = false()
     if retryable_exceptions:
@@ -54,7 +52,7 @@ def claim_candidates(
     max_retries: int,
     retryable_exceptions: Sequence[str] | None,
     max_active_per_user: int | None,
-) -> Select[tuple[UUID]]:
+) -> Select[Any]:
     """Ids of the tasks to claim next: high priority first, then oldest first.
 
     With ``max_active_per_user``, a user's tasks are ranked and only as many are taken
@@ -95,7 +93,7 @@ def claim_candidates(
 
 
 def claim(
-    candidates: Select[tuple[UUID]], max_retries: int, retryable_exceptions: Sequence[str] | None
+    candidates: Select[Any], max_retries: int, retryable_exceptions: Sequence[str] | None
 ) -> Update:
     """Mark the candidate tasks ASSIGNED, re-checking that each is still claimable."""
     return (
@@ -155,7 +153,7 @@ def heartbeat(task_ids: Sequence[UUID]) -> Update:
     )
 
 
-def expired(execution_timeout: float, heartbeat_timeout: float) -> Select[Any]:
+def expired(execution_timeout: float, heartbeat_timeout: float) -> Select[UUID, bool, int]:
     """Active tasks whose attempt ran too long or stopped sending heartbeats.
 
     The second column tells which: true when the execution timeout was exceeded.

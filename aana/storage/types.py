@@ -23,6 +23,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Check that a value is an aware datetime and convert it to UTC."""
         if value is None:
             return None
         if not isinstance(value, datetime):
@@ -35,6 +36,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return stored values as aware UTC datetimes."""
         if value is None:
             return None
         if value.tzinfo is None:

@@ -65,7 +65,7 @@ def test_get_engine__wrong_type_names_the_setting():
 def test_get_engine__unwritable_sqlite_path(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    with pytest.raises(ConfigurationError, match="set datastore_config.path to a writable"):
+    with pytest.raises(ConfigurationError, match=r"set datastore_config\.path to a writable"):
         DbSettings(datastore_config={"path": str(blocker / "sub" / "db.sqlite")}).get_engine()
 
 

@@ -47,6 +47,7 @@ class Media:
         url: Where the media can be fetched from.
         content: The media's bytes.
         media_id: Its id; a new UUID4 string by default.
+
     """
 
     path: Path | None = None

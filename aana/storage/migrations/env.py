@@ -4,4 +4,4 @@ from alembic import context
 
 from aana.storage.op import run_migrations_in_context
 
-run_migrations_in_context(context)
+run_migrations_in_context(context)  # type: ignore[arg-type]

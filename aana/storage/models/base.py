@@ -7,8 +7,8 @@ import enum
 import uuid
 from typing import Any, Self
 
-from sqlalchemy import MetaData, String, Uuid
 from sqlalchemy import Enum as SqlEnum
+from sqlalchemy import MetaData, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aana.core.models.media import MediaId
@@ -45,9 +45,7 @@ class BaseEntity(DeclarativeBase):
         list[Any]: JsonType,
         Any: JsonType,
         uuid.UUID: Uuid(),
-        enum.Enum: SqlEnum(
-            enum.Enum, native_enum=False, values_callable=_enum_values, length=64
-        ),
+        enum.Enum: SqlEnum(enum.Enum, native_enum=False, values_callable=_enum_values, length=64),
     }
 
     @classmethod

@@ -16,9 +16,7 @@ class MediaEntity(BaseEntity, TimeStampEntity):
 
     __tablename__ = "media"
 
-    id: Mapped[MediaId] = mapped_column(
-        primary_key=True, default=new_media_id, comment="Media id"
-    )
+    id: Mapped[MediaId] = mapped_column(primary_key=True, default=new_media_id, comment="Media id")
     media_type: Mapped[str] = mapped_column(comment="Which kind of media: the entity's identity")
 
     __mapper_args__ = {

@@ -30,6 +30,7 @@ class BaseRepository(Generic[T]):
         Args:
             session: The session to work in.
             model_class: The entity class (a subclass of ``BaseEntity``).
+
         """
         self.session = session
         self.model_class = model_class
@@ -50,6 +51,7 @@ class BaseRepository(Generic[T]):
 
         Returns:
             The entity, now persistent, with its generated values.
+
         """
         with self.writing(f"creating a {self.table_name}"):
             self.session.add(entity)
@@ -61,6 +63,7 @@ class BaseRepository(Generic[T]):
 
         Returns:
             The entities, in the order given, now persistent.
+
         """
         entities = list(entities)
         with self.writing(f"creating {len(entities)} rows of {self.table_name}"):
@@ -73,6 +76,7 @@ class BaseRepository(Generic[T]):
 
         Raises:
             NotFoundException: No such entity and ``check`` is true.
+
         """
         entity = self.session.get(self.model_class, item_id)
         if entity is None and check:
@@ -102,6 +106,7 @@ class BaseRepository(Generic[T]):
         Raises:
             NotFoundException: No such entity.
             AttributeError: A name is not a mapped attribute of the entity.
+
         """
         entity = self.read(item_id)
         mapped = self.model_class.__mapper__.attrs.keys()
@@ -117,7 +122,7 @@ class BaseRepository(Generic[T]):
             self.session.commit()
         return entity
 
-    def delete(self, id: Any, check: bool = True) -> T | None:  # noqa: A002 - documented name
+    def delete(self, id: Any, check: bool = True) -> T | None:
         """Delete the entity with this id and commit.
 
         Returns:
@@ -125,6 +130,7 @@ class BaseRepository(Generic[T]):
 
         Raises:
             NotFoundException: No such entity and ``check`` is true.
+
         """
         entity = self.read(id, check=check)
         if entity is None:

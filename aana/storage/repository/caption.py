@@ -27,6 +27,7 @@ class CaptionRepository(BaseRepository[T]):
 
         Returns:
             The stored caption entity.
+
         """
         entity = self.model_class.from_caption_output(
             model_name=model_name, caption=caption, frame_id=frame_id, timestamp=timestamp
@@ -48,6 +49,7 @@ class CaptionRepository(BaseRepository[T]):
         Raises:
             ValueError: The three lists differ in length, or a frame id or timestamp is
                 negative; nothing is written.
+
         """
         if not len(captions) == len(timestamps) == len(frame_ids):
             raise ValueError(

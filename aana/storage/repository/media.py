@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from aana.core.models.media import MediaId
@@ -34,10 +35,10 @@ class MediaRepository(BaseRepository[M]):
 
         Raises:
             MediaIdAlreadyExistsException: A media item with this id already exists.
+
         """
-        primary_keys = {
-            table.primary_key.name for table in type(entity).__mapper__.tables
-        }
+        tables = type(entity).__mapper__.tables
+        primary_keys = {table.primary_key.name for table in tables if isinstance(table, Table)}
 
         def duplicate_id(violation: Violation) -> MediaIdAlreadyExistsException | None:
             if violation.kind == "primary_key" or violation.constraint in primary_keys:

@@ -67,6 +67,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Raises:
             TypeError: ``data`` cannot be stored as JSON; nothing is written.
+
         """
         check_json(data, "task data")
         task = TaskEntity(endpoint=endpoint, data=data, user_id=user_id, priority=priority)
@@ -77,6 +78,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Raises:
             NotFoundException: No such task (or a malformed id) and ``check`` is true.
+
         """
         parsed = parse_task_id(task_id)
         if parsed is None:
@@ -85,7 +87,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             return None  # type: ignore[return-value]
         return super().read(parsed, check=check)
 
-    def delete(self, task_id: str | uuid.UUID, check: bool = False) -> TaskEntity | None:  # type: ignore[override]
+    def delete(self, task_id: str | uuid.UUID, check: bool = False) -> TaskEntity | None:
         """Delete a task; a malformed or unknown id returns None unless ``check``."""
         parsed = parse_task_id(task_id)
         if parsed is None:
@@ -114,6 +116,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             retryable_exceptions: Names of exception classes worth a retry.
             maximum_active_tasks_per_user: A user with this many tasks assigned or
                 running gets no more claimed until some finish.
+
         """
         candidates = queue_sql.claim_candidates(
             limit, max_retries, retryable_exceptions, maximum_active_tasks_per_user
@@ -142,6 +145,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
         Raises:
             NotFoundException: No such task.
             TypeError: ``result`` cannot be stored as JSON; nothing is written.
+
         """
         parsed = parse_task_id(task_id)
         if parsed is None:
@@ -151,7 +155,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             check_json(result, "task result")
         statement = queue_sql.set_status(parsed, Status(status), progress, result, has_result)
         with self.writing(f"updating task {parsed}"):
-            task = self.session.scalars(statement).one_or_none()
+            task: TaskEntity | None = self.session.scalars(statement).one_or_none()
             if task is None:
                 raise NotFoundException(self.table_name, task_id)
             if commit:
@@ -163,12 +167,13 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Raises:
             NotFoundException: No such task.
+
         """
         parsed = parse_task_id(task_id)
         if parsed is None:
             raise NotFoundException(self.table_name, task_id)
         with self.writing(f"retrying task {parsed}"):
-            task = self.session.scalars(queue_sql.retry(parsed)).one_or_none()
+            task: TaskEntity | None = self.session.scalars(queue_sql.retry(parsed)).one_or_none()
             if task is None:
                 raise NotFoundException(self.table_name, task_id)
             self.session.commit()
@@ -201,6 +206,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Returns:
             The tasks changed.
+
         """
         changed: list[TaskEntity] = []
         with self._write_transaction("expiring tasks"):
@@ -209,15 +215,21 @@ class TaskRepository(BaseRepository[TaskEntity]):
                 if num_retries < max_retries:
                     status, result = Status.NOT_FINISHED, None
                 elif too_long:
-                    status, result = Status.FAILED, {
-                        "error": "TimeoutError",
-                        "message": f"Task ran longer than {execution_timeout} seconds.",
-                    }
+                    status, result = (
+                        Status.FAILED,
+                        {
+                            "error": "TimeoutError",
+                            "message": f"Task ran longer than {execution_timeout} seconds.",
+                        },
+                    )
                 else:
-                    status, result = Status.FAILED, {
-                        "error": "HeartbeatTimeoutError",
-                        "message": f"No heartbeat for {heartbeat_timeout} seconds.",
-                    }
+                    status, result = (
+                        Status.FAILED,
+                        {
+                            "error": "HeartbeatTimeoutError",
+                            "message": f"No heartbeat for {heartbeat_timeout} seconds.",
+                        },
+                    )
                 statement = queue_sql.hand_back(task_id, status, result)
                 changed.extend(self.session.scalars(statement))
         return changed

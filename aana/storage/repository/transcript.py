@@ -31,6 +31,7 @@ class TranscriptRepository(BaseRepository[T]):
 
         Returns:
             The stored transcript entity.
+
         """
         entity = self.model_class.from_asr_output(
             model_name=model_name,

@@ -29,6 +29,7 @@ class VideoRepository(MediaRepository[V]):
 
         Raises:
             MediaIdAlreadyExistsException: A media item with this id already exists.
+
         """
         entity = self.model_class(
             id=video.media_id,
@@ -45,6 +46,7 @@ class VideoRepository(MediaRepository[V]):
 
         Raises:
             NotFoundException: No video has this id.
+
         """
         entity = self.read(media_id)
         return VideoMetadata(title=entity.title or "", description=entity.description or "")

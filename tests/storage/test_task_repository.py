@@ -1,0 +1,247 @@
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from aana.exceptions.db import NotFoundException
+from aana.storage.models import Status, TaskEntity
+from aana.storage.repository import TaskRepository
+from aana.storage.session import get_session
+
+
+def make_tasks(session, count, **kwargs):
+    repository = TaskRepository(session)
+    return [repository.save("ep", {"n": n}, **kwargs) for n in range(count)]
+
+
+def test_save__stores_a_created_task(session):
+    task = TaskRepository(session).save("transcribe", {"url": "x"}, user_id="u1", priority=2)
+    session.expunge_all()
+    stored = TaskRepository(session).read(str(task.id))
+    assert (stored.endpoint, stored.data, stored.user_id, stored.priority) == (
+        "transcribe",
+        {"url": "x"},
+        "u1",
+        2,
+    )
+    assert (stored.status, stored.num_retries, stored.progress) == (Status.CREATED, 0, 0.0)
+    assert stored.result is None and stored.assigned_at is None
+
+
+@pytest.mark.parametrize("data", [{"when": object()}, {"x": float("nan")}, {1, 2}])
+def test_save__data_not_json__type_error_nothing_written(session, data):
+    repository = TaskRepository(session)
+    with pytest.raises(TypeError, match="task data must be JSON-serialisable"):
+        repository.save("ep", data)
+    assert repository.count()["total"] == 0
+
+
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "1; DROP TABLE tasks"])
+def test_read_delete__malformed_id_is_unknown_not_a_database_error(session, bad_id):
+    repository = TaskRepository(session)
+    assert repository.read(bad_id, check=False) is None
+    with pytest.raises(NotFoundException):
+        repository.read(bad_id)
+    assert repository.delete(bad_id) is None
+    with pytest.raises(NotFoundException):
+        repository.delete(bad_id, check=True)
+    with pytest.raises(NotFoundException):
+        repository.update_status(bad_id, Status.RUNNING)
+
+
+def test_read__accepts_str_and_uuid_and_delete(session):
+    task = make_tasks(session, 1)[0]
+    repository = TaskRepository(session)
+    assert repository.read(task.id) is repository.read(str(task.id))
+    assert repository.delete(str(task.id)).id == task.id
+    assert repository.read(task.id, check=False) is None
+    assert repository.delete(uuid.uuid4()) is None
+
+
+def test_fetch__claims_by_priority_then_age_and_marks_assigned(session):
+    repository = TaskRepository(session)
+    low = repository.save("ep", {}, priority=0)
+    time.sleep(0.005)
+    high = repository.save("ep", {}, priority=5)
+    time.sleep(0.005)
+    low_newer = repository.save("ep", {}, priority=0)
+    claimed = repository.fetch_unprocessed_tasks(limit=2)
+    assert [task.id for task in claimed] == [high.id, low.id]
+    for task in claimed:
+        assert task.status == Status.ASSIGNED
+        assert task.num_retries == 1
+        assert task.assigned_at is not None
+    assert [task.id for task in repository.fetch_unprocessed_tasks()] == [low_newer.id]
+    assert repository.fetch_unprocessed_tasks() == []
+
+
+def test_fetch__not_finished_is_claimed_again_failed_only_if_retryable(session):
+    repository = TaskRepository(session)
+    handed_back, retryable, fatal, exhausted = make_tasks(session, 4)
+    repository.update_status(handed_back.id, Status.NOT_FINISHED)
+    repository.update_status(retryable.id, Status.FAILED, result={"error": "ConnectionError"})
+    repository.update_status(fatal.id, Status.FAILED, result={"error": "ValueError"})
+    repository.update_status(exhausted.id, Status.ASSIGNED)
+    repository.update_status(exhausted.id, Status.FAILED, result={"error": "ConnectionError"})
+    claimed = repository.fetch_unprocessed_tasks(
+        max_retries=1, retryable_exceptions=["ConnectionError"]
+    )
+    assert {task.id for task in claimed} == {handed_back.id, retryable.id}
+
+
+def test_fetch__per_user_limit_counts_active_tasks(session):
+    repository = TaskRepository(session)
+    busy = make_tasks(session, 4, user_id="busy")
+    make_tasks(session, 2, user_id="calm")
+    anonymous = make_tasks(session, 2)
+    repository.update_status(busy[0].id, Status.RUNNING)
+    claimed = repository.fetch_unprocessed_tasks(maximum_active_tasks_per_user=2)
+    per_user = Counter(task.user_id for task in claimed)
+    assert per_user == {"busy": 1, "calm": 2, None: len(anonymous)}
+    assert repository.fetch_unprocessed_tasks(maximum_active_tasks_per_user=2) == []
+
+
+def test_update_status__stamps_clock_fields(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    assigned = repository.update_status(task.id, Status.ASSIGNED)
+    assert assigned.assigned_at is not None and assigned.num_retries == 1
+    running = repository.update_status(task.id, Status.RUNNING, progress=0.5)
+    assert running.progress == 0.5 and running.completed_at is None
+    done = repository.update_status(str(task.id), Status.COMPLETED, progress=1, result={"ok": 1})
+    assert done.completed_at is not None and done.result == {"ok": 1}
+    assert done.updated_at >= done.created_at
+    with pytest.raises(NotFoundException):
+        repository.update_status(uuid.uuid4(), Status.RUNNING)
+    with pytest.raises(TypeError, match="task result"):
+        repository.update_status(task.id, Status.COMPLETED, result={"x": object()})
+    assert repository.read(task.id).result == {"ok": 1}
+
+
+def test_update_status__without_commit_can_be_rolled_back(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    repository.update_status(task.id, Status.RUNNING, commit=False)
+    session.rollback()
+    assert repository.read(task.id).status == Status.CREATED
+
+
+def test_retry_task__back_to_created(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    repository.fetch_unprocessed_tasks()
+    repository.update_status(task.id, Status.FAILED, result={"error": "X"})
+    retried = repository.retry_task(str(task.id))
+    assert (retried.status, retried.num_retries, retried.result, retried.completed_at) == (
+        Status.CREATED,
+        0,
+        None,
+        None,
+    )
+    with pytest.raises(NotFoundException):
+        repository.retry_task(uuid.uuid4())
+
+
+def test_active_and_incomplete_tasks(session):
+    repository = TaskRepository(session)
+    assigned, running, done, created = make_tasks(session, 4)
+    repository.update_status(assigned.id, Status.ASSIGNED)
+    repository.update_status(running.id, Status.RUNNING)
+    repository.update_status(done.id, Status.COMPLETED)
+    assert {task.id for task in repository.get_active_tasks()} == {assigned.id, running.id}
+    ids = [str(t.id) for t in (assigned, running, done, created)] + ["junk", str(uuid.uuid4())]
+    assert set(repository.filter_incomplete_tasks(ids)) == {
+        str(assigned.id),
+        str(running.id),
+        str(created.id),
+    }
+
+
+def test_update_expired_tasks__hand_back_or_fail(session):
+    repository = TaskRepository(session)
+    retry_left, out_of_retries, fresh = make_tasks(session, 3)
+    repository.update_status(retry_left.id, Status.RUNNING)  # never counted as an attempt
+    repository.update_status(out_of_retries.id, Status.ASSIGNED)  # attempt 1 of 1
+    time.sleep(0.05)
+    repository.update_status(fresh.id, Status.RUNNING)
+    changed = repository.update_expired_tasks(
+        execution_timeout=3600, heartbeat_timeout=0.04, max_retries=1
+    )
+    assert {task.id for task in changed} == {retry_left.id, out_of_retries.id}
+    assert repository.read(retry_left.id).status == Status.NOT_FINISHED
+    failed = repository.read(out_of_retries.id)
+    assert failed.status == Status.FAILED and failed.completed_at is not None
+    assert failed.result["error"] == "HeartbeatTimeoutError"
+    assert repository.read(fresh.id).status == Status.RUNNING
+
+
+def test_update_expired_tasks__execution_timeout_is_a_timeout_error(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    repository.update_status(task.id, Status.ASSIGNED)
+    time.sleep(0.05)
+    repository.heartbeat([task.id])
+    changed = repository.update_expired_tasks(
+        execution_timeout=0.02, heartbeat_timeout=3600, max_retries=1
+    )
+    assert [t.result["error"] for t in changed] == ["TimeoutError"]
+
+
+def test_heartbeat__keeps_a_task_alive(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    repository.update_status(task.id, Status.RUNNING)
+    before = repository.read(task.id).updated_at
+    time.sleep(0.05)
+    repository.heartbeat([str(task.id), "junk"])
+    session.expire_all()
+    assert repository.read(task.id).updated_at > before
+    assert repository.update_expired_tasks(3600, heartbeat_timeout=0.04, max_retries=3) == []
+
+
+def test_get_tasks_and_count(session):
+    repository = TaskRepository(session)
+    first = repository.save("ep", {}, user_id="a")
+    time.sleep(0.005)
+    second = repository.save("ep", {}, user_id="a")
+    time.sleep(0.005)
+    other = repository.save("ep", {}, user_id="b")
+    repository.update_status(second.id, Status.COMPLETED)
+    assert [t.id for t in repository.get_tasks()] == [other.id, second.id, first.id]
+    assert [t.id for t in repository.get_tasks(user_id="a")] == [second.id, first.id]
+    assert [t.id for t in repository.get_tasks(status=Status.COMPLETED)] == [second.id]
+    assert [t.id for t in repository.get_tasks(limit=1, offset=1)] == [second.id]
+    counts = repository.count()
+    assert counts["created"] == 2 and counts["completed"] == 1 and counts["total"] == 3
+    assert counts["failed"] == 0
+    assert repository.count(user_id="a")["total"] == 2
+
+
+def test_fetch__concurrent_threads_never_share_a_task(db):
+    with get_session() as session:
+        repository = TaskRepository(session)
+        for n in range(200):
+            repository.save("ep", {"n": n})
+    claims: list[uuid.UUID] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with get_session() as session:
+            repository = TaskRepository(session)
+            while tasks := repository.fetch_unprocessed_tasks(limit=7):
+                with lock:
+                    claims.extend(task.id for task in tasks)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claims) == 200
+    assert len(set(claims)) == 200
+    with get_session() as session:
+        query = select(func.max(TaskEntity.num_retries))
+        assert session.scalar(query) == 1
