@@ -8,11 +8,13 @@ options and connection setup, and reading constraint violations from driver erro
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg.errors
-from sqlalchemy import Connection, Engine, event, func, literal, select
+from psycopg import sql as pg_sql
+from sqlalchemy import Column, Connection, Engine, Table, event, func, literal, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -169,3 +171,61 @@ def serialize_claims(connection: Connection) -> None:
     """
     if connection.dialect.name == "postgresql":
         connection.execute(select(func.pg_advisory_xact_lock(_QUEUE_LOCK_KEY)))
+
+
+def insert_with_new_ids(
+    connection: Connection,
+    table: Table,
+    key: Column[Any],
+    count: int,
+    insert_rows: Callable[[list[int] | None], None],
+) -> list[int]:
+    """Insert ``count`` rows with ``insert_rows`` and return the ids they got, in order.
+
+    The key is an integer autoincrement column, and no RETURNING is needed. PostgreSQL
+    draws the ids from the column's sequence first and hands them to ``insert_rows``.
+    SQLite, with one writer at a time, assigns rowids
+    past the current maximum: the ids are read back from ``last_insert_rowid()``, and the
+    count proves they are consecutive; a gap would mean SQLite chose rowids otherwise,
+    and the transaction is abandoned rather than guess.
+    """
+    if connection.dialect.name == "postgresql":
+        sequence = func.pg_get_serial_sequence(table.name, key.name)
+        draw = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+        ids = sorted(connection.scalars(draw))
+        insert_rows(ids)
+        return ids
+    before = connection.scalar(select(func.coalesce(func.max(key), 0)))
+    insert_rows(None)
+    last = connection.scalar(select(func.last_insert_rowid()))
+    if last is None or before is None or last - before != count:
+        raise RuntimeError(
+            f"SQLite assigned non-consecutive ids in {table.name}; the insert was not kept"
+        )
+    return list(range(before + 1, last + 1))
+
+
+def insert_many(
+    connection: Connection, table: Table, names: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Insert rows of values, already converted for the driver, in one bulk operation.
+
+    PostgreSQL streams them with COPY; SQLite runs one executemany of a prepared INSERT.
+    Values never become SQL text: COPY carries data, the INSERT binds parameters.
+    """
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        copy = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+            pg_sql.Identifier(table.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
+        )
+        with cursor, cursor.copy(copy) as stream:
+            for row in rows:
+                stream.write_row(row)
+        return
+    columns = ", ".join(connection.dialect.identifier_preparer.quote(name) for name in names)
+    table_name = connection.dialect.identifier_preparer.format_table(table)
+    placeholders = ", ".join("?" for _ in names)
+    connection.exec_driver_sql(
+        f"INSERT INTO {table_name} ({columns}) VALUES ({placeholders})",  # noqa: S608 - names only
+        list(rows),
+    )

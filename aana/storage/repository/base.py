@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from aana.exceptions.db import NotFoundException
 from aana.storage.bulk import bulk_insert
+from aana.storage.dialects import SQLITE_BEGIN_OPTION
 from aana.storage.errors import OnViolation, translate_errors
 from aana.storage.models.base import BaseEntity
 
@@ -39,6 +40,10 @@ class BaseRepository(Generic[T]):
     @contextmanager
     def writing(self, action: str, on_violation: OnViolation | None = None) -> Iterator[None]:
         """Run a write: roll back and raise an aana exception if any part fails."""
+        if not self.session.in_transaction():
+            # On SQLite take the write lock up front: a transaction that has read cannot
+            # take it later if another writer committed meanwhile.
+            self.session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         try:
             with translate_errors(action, on_violation):
                 yield

@@ -8,7 +8,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from aana.core.models.captions import Caption
-from aana.storage.bulk import bulk_insert_rows
+from aana.storage.bulk import Same, Values, bulk_insert_columns
 from aana.storage.models.caption import CaptionEntity, check_frame
 from aana.storage.repository.base import BaseRepository
 
@@ -58,11 +58,13 @@ class CaptionRepository(BaseRepository[T]):
             )
         if frame_ids and timestamps:
             check_frame(min(frame_ids), min(timestamps))
-        rows = [
-            {"model": model_name, "caption": caption, "timestamp": timestamp, "frame_id": frame}
-            for caption, timestamp, frame in zip(captions, timestamps, frame_ids, strict=True)
-        ]
-        with self.writing(f"saving {len(rows)} captions"):
-            entities = bulk_insert_rows(self.session, self.model_class, rows)
+        columns: dict[str, Values] = {
+            "model": Same(model_name),
+            "caption": captions,
+            "timestamp": timestamps,
+            "frame_id": frame_ids,
+        }
+        with self.writing(f"saving {len(captions)} captions"):
+            entities = bulk_insert_columns(self.session, self.model_class, columns, len(captions))
             self.session.commit()
         return entities

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from aana.exceptions.db import NotFoundException
 from aana.storage import queue_sql
-from aana.storage.dialects import SQLITE_BEGIN_OPTION, serialize_claims
+from aana.storage.dialects import serialize_claims
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.base import BaseRepository
 
@@ -48,15 +48,13 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
     @contextmanager
     def _write_transaction(self, action: str) -> Iterator[None]:
-        """A transaction of its own that holds SQLite's write lock from its start.
+        """A transaction of its own, holding SQLite's write lock from its start.
 
-        Pending changes of the session are committed first: a transaction that has read
-        cannot safely take SQLite's write lock later.
+        Pending changes of the session are committed first, so the claim starts afresh.
         """
         if self.session.in_transaction():
             self.session.commit()
         with self.writing(action):
-            self.session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             yield
             self.session.commit()
 
