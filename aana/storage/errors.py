@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from aana.exceptions.core import BaseException as AanaException
 from aana.exceptions.db import ConstraintViolationException, DatabaseException
@@ -47,5 +47,10 @@ def translate_errors(action: str, on_violation: OnViolation | None = None) -> It
     except DBAPIError as error:
         cause = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise DatabaseException(f"{action} failed: {cause}") from error
+    except StatementError as error:
+        if isinstance(error.orig, ValueError | TypeError):
+            # A value its column type refused while binding: the caller's input is at fault.
+            raise type(error.orig)(f"{action} failed: {error.orig}") from error
+        raise DatabaseException(f"{action} failed: {error}") from error
     except SQLAlchemyError as error:
         raise DatabaseException(f"{action} failed: {error}") from error

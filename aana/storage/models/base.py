@@ -8,8 +8,8 @@ import uuid
 from typing import Any, Self
 
 from sqlalchemy import Enum as SqlEnum
-from sqlalchemy import MetaData, String, Uuid
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import MetaData, String, Uuid, event, inspect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from aana.core.models.media import MediaId
 from aana.storage.dialects import utcnow
@@ -80,3 +80,20 @@ class TimeStampEntity:
     updated_at: Mapped[datetime.datetime] = mapped_column(
         server_default=utcnow(), onupdate=utcnow(), comment="When the row last changed (UTC)"
     )
+
+    @validates("created_at", "updated_at")
+    def _check_aware(self, key: str, value: Any) -> Any:
+        if isinstance(value, datetime.datetime) and value.tzinfo is None:
+            raise ValueError(
+                f"{key} {value.isoformat()} is a naive datetime; give it a time zone, "
+                "e.g. datetime.now(timezone.utc)"
+            )
+        return value
+
+
+@event.listens_for(TimeStampEntity, "before_update", propagate=True)
+def _touch_updated_at(_mapper: Any, _connection: Any, target: TimeStampEntity) -> None:
+    # A column's onupdate fires only when its own table is updated; with joined-table
+    # inheritance a change to a subclass column must move the parent's updated_at too.
+    if not inspect(target).attrs.updated_at.history.has_changes():
+        target.updated_at = utcnow()  # type: ignore[assignment]
