@@ -96,4 +96,4 @@ def _touch_updated_at(_mapper: Any, _connection: Any, target: TimeStampEntity) -
     # A column's onupdate fires only when its own table is updated; with joined-table
     # inheritance a change to a subclass column must move the parent's updated_at too.
     if not inspect(target).attrs.updated_at.history.has_changes():
-        target.updated_at = utcnow()  # type: ignore[assignment]
+        target.updated_at = utcnow()
