@@ -169,6 +169,27 @@ def bulk_insert_columns(
     return bulk.build(session, columns, count)
 
 
+def _uniform_columns(bulk: BulkInsert, group: Sequence[BaseEntity]) -> dict[str, Values] | None:
+    """The entities' values column by column, or None when the unit of work must insert them.
+
+    It must when the entities set different attributes (each would need its own
+    defaults), set a relationship (its objects cascade), or give only some of them ids.
+    """
+    states = [instance_state(entity).dict for entity in group]
+    keys = set(states[0]) - {"_sa_instance_state"}
+    if any(set(state) - {"_sa_instance_state"} != keys for state in states):
+        return None
+    if not keys <= set(bulk.mapper.column_attrs.keys()):
+        return None
+    columns: dict[str, Values] = {key: [state[key] for state in states] for key in keys}
+    ids = [state.get(bulk.pk_key) for state in states]
+    if all(row_id is None for row_id in ids):
+        columns.pop(bulk.pk_key, None)  # the database or the key's default will give them
+    elif None in ids:
+        return None
+    return columns
+
+
 def bulk_insert(session: Session, entities: Sequence[BaseEntity]) -> None:
     """Insert ``entities`` in bulk and make them persistent in ``session``."""
     by_class: dict[type[BaseEntity], list[BaseEntity]] = {}
@@ -176,20 +197,11 @@ def bulk_insert(session: Session, entities: Sequence[BaseEntity]) -> None:
         by_class.setdefault(type(entity), []).append(entity)
     for entity_class, group in by_class.items():
         bulk = BulkInsert.of(entity_class)
-        ids = [instance_state(e).dict.get(bulk.pk_key) for e in group] if bulk else []
-        given = [row_id is not None for row_id in ids]
-        if bulk is None or (any(given) and not all(given)):
-            session.add_all(group)  # joined inheritance, or ids given to some rows only
+        columns = _uniform_columns(bulk, group) if bulk else None
+        if bulk is None or columns is None:
+            session.add_all(group)
             session.flush()
             continue
-        mapped = bulk.mapper.attrs
-        keys = {key for entity in group for key in instance_state(entity).dict if key in mapped}
-        keys.discard(bulk.pk_key)
-        columns: dict[str, Values] = {
-            key: [instance_state(entity).dict.get(key) for entity in group] for key in keys
-        }
-        if any(given):
-            columns[bulk.pk_key] = ids
         bulk.insert(session, columns, len(group))
         identity_map = session.identity_map
         for index, entity in enumerate(group):

@@ -77,3 +77,10 @@ def test_save_all__stored_values_match_the_returned_entities(session):
             entity.model,
         )
         assert stored.created_at == entity.created_at
+
+
+def test_create_multiple__entities_setting_different_attributes_keep_their_defaults(session):
+    tasks = [TaskEntity(endpoint="ep", data={}, priority=5), TaskEntity(endpoint="ep", data={})]
+    TaskRepository(session).create_multiple(tasks)
+    session.expunge_all()
+    assert sorted(task.priority for task in session.scalars(select(TaskEntity))) == [0, 5]
