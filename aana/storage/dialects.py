@@ -8,6 +8,8 @@ options and connection setup, and reading constraint violations from driver erro
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -169,3 +171,31 @@ def serialize_claims(connection: Connection) -> None:
     """
     if connection.dialect.name == "postgresql":
         connection.execute(select(func.pg_advisory_xact_lock(_QUEUE_LOCK_KEY)))
+
+
+_MIGRATION_LOCK_KEY = 0x6161_6E6D  # "aanm": the advisory lock that serialises migrators
+
+
+@contextmanager
+def exclusive_migrations(connection: Connection) -> Iterator[None]:
+    """Keep every other migrator of this database out until the block ends.
+
+    PostgreSQL takes a session-level advisory lock, so the block may run one transaction
+    per migration. SQLite's only lock between processes is its write lock, held by a
+    transaction: the block runs inside one transaction begun EXCLUSIVE, which the caller
+    commits or rolls back. Either way the version table is read inside the lock.
+    """
+    if connection.dialect.name != "postgresql":
+        connection.execution_options(**{SQLITE_BEGIN_OPTION: "EXCLUSIVE"})
+        connection.begin()
+        yield
+        return
+    connection.execute(select(func.pg_advisory_lock(_MIGRATION_LOCK_KEY)))
+    connection.commit()
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.execute(select(func.pg_advisory_unlock(_MIGRATION_LOCK_KEY)))
+        connection.commit()
