@@ -185,7 +185,10 @@ def current_revisions(settings: Settings, app: AppMigrations | None = None) -> l
     script = ScriptDirectory.from_config(config)
     with config.attributes["engine"].connect() as connection:
         heads = _known_heads(MigrationContext.configure(connection), script)
-    return [script.get_revision(head).cmd_format(verbose=False) for head in heads]
+    return [
+        script.get_revision(head).cmd_format(verbose=False, include_branches=True, include_doc=True)
+        for head in heads
+    ]
 
 
 def history(settings: Settings, app: AppMigrations | None = None) -> list[str]:
