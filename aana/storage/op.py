@@ -105,7 +105,8 @@ def run_alembic_migrations(
 
     The package's migrations run first, then the application's (if ``app`` is given),
     in dependency order. On PostgreSQL each migration runs in its own transaction; on
-    SQLite the whole run is one transaction.
+    SQLite the whole run is one transaction. The ``env.py`` of a ``root_path`` tree must
+    migrate through ``config.attributes["connection"]``, which holds the migration lock.
     """
     with _locked(alembic_config(settings, root_path, app), keep=True) as config:
         command.upgrade(config, "heads")
