@@ -1,14 +1,26 @@
-"""The ``aana`` command line."""
+"""The ``aana`` command line: a thin layer over ``aana.sdk`` and ``aana.storage.op``."""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from alembic.util import CommandError
 
+from aana.configs.settings import Settings
+from aana.exceptions.migrations import MigrationException
 from aana.sdk import AanaSDK
+from aana.storage import op
+
+
+class AppPathError(click.ClickException):
+    """APP_PATH does not name an AanaSDK; the message says what was expected."""
+
+    exit_code = 2
 
 
 def load_app(app_path: str) -> AanaSDK:
@@ -17,12 +29,12 @@ def load_app(app_path: str) -> AanaSDK:
     The current directory is importable, as for ``python -m``.
 
     Raises:
-        click.BadParameter: The path is malformed, not importable, or not an AanaSDK.
+        AppPathError: The path is malformed, not importable, or not an AanaSDK.
 
     """
     module_name, _, attribute = app_path.partition(":")
     if not module_name or not attribute:
-        raise click.BadParameter(
+        raise AppPathError(
             f"{app_path!r} is not of the form module:attribute (e.g. myapp.main:aana_app)"
         )
     if str(Path.cwd()) not in sys.path:
@@ -30,31 +42,134 @@ def load_app(app_path: str) -> AanaSDK:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise click.BadParameter(
+        raise AppPathError(
             f"cannot import module {module_name!r} of {app_path!r}: {error}"
         ) from error
     app = getattr(module, attribute, None)
     if not isinstance(app, AanaSDK):
         found = "nothing" if app is None else f"a {type(app).__name__}"
-        raise click.BadParameter(
+        raise AppPathError(
             f"{app_path!r} must name an AanaSDK instance, but {attribute!r} in "
             f"{module_name!r} is {found}"
         )
     return app
 
 
+def _target(app_path: str | None) -> tuple[Settings, op.AppMigrations | None]:
+    """The settings and the application's migrations that a command works on."""
+    if app_path is None:
+        from aana.configs.settings import settings
+
+        return settings, None
+    app = load_app(app_path)
+    return app.settings, app.migrations
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Show migration errors as one line and a non-zero exit, not as a traceback."""
+    try:
+        yield
+    except (MigrationException, CommandError) as error:
+        raise click.ClickException(str(error)) from error
+
+
 @click.group()
 def main() -> None:
-    """Manage an aana application's database and task queue."""
+    """Manage an aana application's database."""
 
 
 @main.command()
 @click.argument("app_path", required=False)
 def migrate(app_path: str | None) -> None:
-    """Upgrade the database to the newest schema (APP_PATH: module:attribute of an AanaSDK)."""
-    app = load_app(app_path) if app_path else AanaSDK()
-    app.migrate()
+    """Apply the package's migrations, then the application's ones.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    with _reported():
+        if app_path is None:
+            op.run_alembic_migrations(_target(None)[0])
+        else:
+            load_app(app_path).migrate()
     click.echo("Database is up to date.")
+
+
+@main.command()
+@click.argument("app_path")
+@click.option("-m", "--message", required=True, help="What the revision does, in a sentence.")
+@click.option(
+    "--autogenerate/--empty",
+    default=False,
+    help="Fill the revision with what the models change (default: an empty revision).",
+)
+def revision(app_path: str, message: str, autogenerate: bool) -> None:
+    """Write the application's next migration into its migrations folder.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    settings, app = _target(app_path)
+    if app is None:
+        raise AppPathError(f"{app_path!r} has no migrations folder: pass migrations_path= to it")
+    with _reported():
+        path = op.generate_revision(settings, app, message, autogenerate=autogenerate)
+    if path is None:
+        click.echo("No changes in the application's models; no revision written.")
+    else:
+        click.echo(f"Wrote {path}")
+
+
+@main.command()
+@click.argument("app_path", required=False)
+def current(app_path: str | None) -> None:
+    """Show the revisions the database is at.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    with _reported():
+        lines = op.current_revisions(*_target(app_path))
+    click.echo("\n".join(lines) if lines else "No migration applied yet.")
+
+
+@main.command()
+@click.argument("app_path", required=False)
+def history(app_path: str | None) -> None:
+    """List the known revisions, newest first.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    with _reported():
+        click.echo("\n".join(op.history(*_target(app_path))))
+
+
+@main.command()
+@click.argument("app_path")
+@click.argument("revision")
+def downgrade(app_path: str, revision: str) -> None:
+    """Downgrade to REVISION: an id, LABEL@-1 (one step back) or LABEL@base (all).
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    settings, app = _target(app_path)
+    with _reported():
+        op.downgrade(settings, revision, app)
+    click.echo(f"Database downgraded to {revision}.")
+
+
+@main.command()
+@click.argument("app_path", required=False)
+def check(app_path: str | None) -> None:
+    """Exit non-zero, saying what differs, unless the models match the migrations.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    with _reported():
+        differences = op.compare_with_models(*_target(app_path))
+    if differences:
+        click.echo("Models and migrations differ:", err=True)
+        for difference in differences:
+            click.echo(f"  {difference}", err=True)
+        sys.exit(1)
+    click.echo("Models and migrations agree.")
 
 
 if __name__ == "__main__":  # pragma: no cover

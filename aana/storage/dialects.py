@@ -8,7 +8,8 @@ options and connection setup, and reading constraint violations from driver erro
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -229,3 +230,44 @@ def insert_many(
         f"INSERT INTO {table_name} ({columns}) VALUES ({placeholders})",  # noqa: S608 - names only
         list(rows),
     )
+
+
+_MIGRATION_LOCK_KEY = 0x6161_6E6D  # "aanm": the advisory lock that serialises migrators
+_MIGRATION_WAIT_MS = 600_000  # a migrator waits this long for another one to finish
+
+
+@contextmanager
+def exclusive_migrations(connection: Connection) -> Iterator[None]:
+    """Keep every other migrator of this database out until the block ends.
+
+    PostgreSQL takes a session-level advisory lock, so the block may run one transaction
+    per migration; the query timeout is lifted meanwhile, as migrations may be long.
+    SQLite's only lock between processes is its write lock, held by a transaction: the
+    block runs inside one transaction begun EXCLUSIVE, which the caller commits or rolls
+    back. Either way the version table is read inside the lock.
+    """
+    if connection.dialect.name != "postgresql":
+        # On the driver's connection: through SQLAlchemy the PRAGMA would begin a
+        # transaction (DEFERRED) before the EXCLUSIVE one.
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        (busy_timeout,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+        cursor.execute(f"PRAGMA busy_timeout={_MIGRATION_WAIT_MS}")
+        try:
+            connection.execution_options(**{SQLITE_BEGIN_OPTION: "EXCLUSIVE"})
+            connection.begin()
+            yield
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+            cursor.close()
+        return
+    connection.exec_driver_sql("SET statement_timeout = 0")
+    connection.execute(select(func.pg_advisory_lock(_MIGRATION_LOCK_KEY)))
+    connection.commit()
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.execute(select(func.pg_advisory_unlock(_MIGRATION_LOCK_KEY)))
+        connection.exec_driver_sql("RESET statement_timeout")
+        connection.commit()

@@ -1,7 +1,7 @@
 """${message}
 
 Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
+Revises:${"".join(" " + r for r in ([down_revision] if isinstance(down_revision, str) else down_revision or []))}
 Create Date: ${create_date}
 """
 

@@ -7,6 +7,13 @@ from aana.storage.models.task import Status, TaskEntity
 from aana.storage.models.transcript import TranscriptEntity
 from aana.storage.models.video import VideoEntity
 
+PACKAGE_TABLES = frozenset(BaseEntity.metadata.tables)
+"""The tables of aana's own entities, owned by the package's migrations.
+
+Taken when this package is first imported, before any application can add its own
+entities to ``BaseEntity.metadata``: an application's migrations never touch these.
+"""
+
 __all__ = [
     "BaseEntity",
     "CaptionEntity",

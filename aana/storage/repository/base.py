@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectin_polymorphic
+from sqlalchemy.orm.interfaces import ORMOption
 
 from aana.exceptions.db import NotFoundException
 from aana.storage.bulk import bulk_insert
@@ -83,10 +84,21 @@ class BaseRepository(Generic[T]):
             NotFoundException: No such entity and ``check`` is true.
 
         """
-        entity = self.session.get(self.model_class, item_id)
+        entity = self.session.get(self.model_class, item_id, options=self._subclass_columns())
         if entity is None and check:
             raise NotFoundException(self.table_name, item_id)
         return entity  # type: ignore[return-value]
+
+    def _subclass_columns(self) -> list[ORMOption]:
+        """Loader options for the columns of this class's subclasses.
+
+        An entity read through a parent class (a user's video read as a ``VideoEntity``)
+        then has all its columns, even once the session is closed.
+        """
+        subclasses = [mapper.class_ for mapper in self.model_class.__mapper__.self_and_descendants]
+        if len(subclasses) == 1:
+            return []
+        return [selectin_polymorphic(self.model_class, subclasses[1:])]
 
     def exists(self, item_id: Any) -> bool:
         """Whether an entity with this id exists (*ours*)."""
@@ -97,7 +109,13 @@ class BaseRepository(Generic[T]):
     def list(self, limit: int | None = 100, offset: int = 0) -> Sequence[T]:
         """Entities in primary-key order, a page at a time (*ours*)."""
         primary_key = self.model_class.__mapper__.primary_key[0]
-        query = select(self.model_class).order_by(primary_key).limit(limit).offset(offset)
+        query = (
+            select(self.model_class)
+            .options(*self._subclass_columns())
+            .order_by(primary_key)
+            .limit(limit)
+            .offset(offset)
+        )
         return self.session.scalars(query).all()
 
     def count_all(self) -> int:

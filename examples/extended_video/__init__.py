@@ -1,0 +1,1 @@
+"""An application that extends VideoEntity with its own columns and migrations."""

@@ -1,0 +1,106 @@
+"""An application's subclass of VideoEntity, read and deleted through the base repositories.
+
+The example application is imported in this process, which adds ``extended_video`` to
+``BaseEntity.metadata``; the module fixture takes the table out again afterwards so that
+later comparisons of models with migrations see only what they expect.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from aana.configs.db import DbSettings
+from aana.configs.settings import Settings
+from aana.core.models import Video
+from aana.sdk import AanaSDK
+from aana.storage.models import BaseEntity, MediaEntity, VideoEntity
+from aana.storage.repository import MediaRepository, VideoRepository
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BOTH = pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def example() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from extended_video import app
+
+        yield app
+    finally:
+        sys.path.remove(str(EXAMPLES))
+        BaseEntity.metadata.remove(BaseEntity.metadata.tables["extended_video"])
+
+
+@pytest.fixture
+def app_session(example: ModuleType, empty_db: DbSettings) -> Iterator[Session]:
+    """A session on a database migrated with the package's and the example's migrations."""
+    settings = Settings(db_config=empty_db)
+    AanaSDK(settings=settings, migrations_path=EXAMPLES / "extended_video" / "migrations").migrate()
+    with Session(empty_db.get_engine(), expire_on_commit=False) as session:
+        yield session
+
+
+def saved(example: ModuleType, session: Session, duration: float = 42.0) -> str:
+    video = Video(title="My Video", url="https://example.com/video.mp4")
+    example.ExtendedVideoRepository(session).save(video, duration)
+    session.expunge_all()  # later reads come from the database, not the identity map
+    return video.media_id
+
+
+@BOTH
+def test_video_repository_read__returns_the_extended_entity_with_its_columns(
+    example: ModuleType, app_session: Session
+) -> None:
+    media_id = saved(example, app_session)
+
+    entity = VideoRepository(app_session).read(media_id)
+    app_session.close()  # the extra columns were loaded with the entity
+
+    assert isinstance(entity, example.ExtendedVideoEntity)
+    assert entity.duration == 42.0
+    assert entity.status is example.VideoProcessingStatus.CREATED
+    assert entity.title == "My Video"
+
+
+@BOTH
+def test_media_repository_delete__removes_every_row_of_the_video(
+    example: ModuleType, app_session: Session
+) -> None:
+    media_id = saved(example, app_session)
+
+    MediaRepository(app_session).delete(media_id)
+
+    for entity in (MediaEntity, VideoEntity, example.ExtendedVideoEntity):
+        rows = app_session.scalar(select(func.count()).select_from(entity.__table__))
+        assert rows == 0, entity.__tablename__
+
+
+@BOTH
+def test_from_parent__turns_a_stored_video_into_an_extended_one(
+    example: ModuleType, app_session: Session
+) -> None:
+    video = Video(title="Plain", url="https://example.com/plain.mp4")
+    VideoRepository(app_session).save(video)
+    plain = VideoRepository(app_session).read(video.media_id)
+
+    extended = example.ExtendedVideoEntity.from_parent(plain, duration=3.5)
+    assert extended.id == plain.id
+    assert extended.title == "Plain"
+    assert extended.media_type == "extended_video"
+    app_session.delete(plain)
+    app_session.flush()
+    app_session.add(extended)
+    app_session.commit()
+    app_session.expunge_all()
+
+    stored = VideoRepository(app_session).read(video.media_id)
+    assert isinstance(stored, example.ExtendedVideoEntity)
+    assert (stored.duration, stored.url) == (3.5, "https://example.com/plain.mp4")
