@@ -71,7 +71,7 @@ def _sqlite_path(config: dict[str, Any]) -> str:
     if path.is_dir():
         raise ConfigurationError(
             f"datastore_config.path {str(path)!r} is a folder; give the path of a database "
-            "file instead, e.g. {str(path / 'aana.db')!r}."
+            f"file instead, e.g. {str(path / 'aana.db')!r}."
         )
     return str(path)
 

@@ -167,3 +167,9 @@ def test_import__creates_no_engine_folder_or_connection(tmp_path):
     env = {**os.environ, "DB_CONFIG": f'{{"datastore_config": {{"path": "{target}"}}}}'}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
     assert not target.parent.exists()
+
+
+def test_get_engine__sqlite_path_that_is_a_folder(tmp_path):
+    with pytest.raises(ConfigurationError, match="is a folder") as caught:
+        DbSettings(datastore_config={"path": str(tmp_path)}).get_engine()
+    assert str(tmp_path / "aana.db") in str(caught.value)
