@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from enum import Enum
 from os import PathLike
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import PlainValidator, PrivateAttr, field_validator
+from pydantic import (
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from typing_extensions import TypedDict
+
+from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -65,20 +75,26 @@ class DbSettings(BaseSettings):
 
     """
 
-    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+    # Frozen: the engine is built from the settings once, so they must not change under
+    # it. The prefix keeps stray variables (POOL_SIZE ...) out; DB_CONFIG__POOL_SIZE=3
+    # means the same here and in Settings.
+    model_config = SettingsConfigDict(
+        extra="ignore", hide_input_in_errors=True, frozen=True, env_prefix="DB_CONFIG__"
+    )
 
     datastore_type: DbType | str = DbType.SQLITE
     datastore_config: Annotated[SQLiteConfig | PostgreSQLConfig, PlainValidator(_as_mapping)] = (
         SQLiteConfig(path="/var/lib/aana_data")
     )
-    pool_size: int = 5
-    max_overflow: int = 10
-    pool_recycle: int = 3600
-    query_timeout: int = 30
-    connection_timeout: int = 10
+    pool_size: int = Field(default=5, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_recycle: int = Field(default=3600, ge=-1)
+    query_timeout: int = Field(default=30, ge=0)
+    connection_timeout: int = Field(default=10, ge=1)
 
     _engine: Engine | None = PrivateAttr(default=None)
     _async_engine: AsyncEngine | None = PrivateAttr(default=None)
+    _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @field_validator("datastore_type")
     @classmethod
@@ -95,6 +111,43 @@ class DbSettings(BaseSettings):
                 value = {**value, "password": "***"}
             yield name, value
 
+    def checked_config(self) -> tuple[DbType, dict[str, Any]]:
+        """The datastore type and its config, checked for missing keys and wrong types.
+
+        Raises:
+            ConfigurationError: ``datastore_type`` is not supported (a ``ValueError``), or
+                a value of ``datastore_config`` has the wrong type.
+            MissingConfigKeyError: ``datastore_config`` lacks a key (a ``KeyError``).
+
+        """
+        try:
+            datastore_type = DbType(self.datastore_type)
+        except ValueError:
+            supported = ", ".join(repr(member.value) for member in DbType)
+            raise ConfigurationError(
+                f"datastore_type {self.datastore_type!r} is not supported; use one of {supported}."
+            ) from None
+        config_type: type[Any] = (
+            SQLiteConfig if datastore_type is DbType.SQLITE else PostgreSQLConfig
+        )
+        required = tuple(config_type.__annotations__)
+        for key in required:
+            if key not in self.datastore_config:
+                raise MissingConfigKeyError(key, datastore_type.value, required)
+        try:
+            checked: dict[str, Any] = TypeAdapter(config_type).validate_python(
+                dict(self.datastore_config)
+            )
+        except ValidationError as error:
+            problems = "; ".join(
+                f"datastore_config.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise ConfigurationError(
+                f"{problems} (datastore_type {datastore_type.value!r})."
+            ) from None
+        return datastore_type, checked
+
     def get_engine(self) -> Engine:
         """The engine for these settings, built on the first call and reused after.
 
@@ -103,16 +156,18 @@ class DbSettings(BaseSettings):
             KeyError: ``datastore_config`` lacks a key the datastore requires.
 
         """
-        if self._engine is None:
-            from aana.storage.engine import create_engine
+        with self._engine_lock:
+            if self._engine is None:
+                from aana.storage.engine import create_engine
 
-            self._engine = create_engine(self)
-        return self._engine
+                self._engine = create_engine(self)
+            return self._engine
 
     def get_async_engine(self) -> AsyncEngine:
         """The asyncio engine for these settings (*ours*), built once like ``get_engine``."""
-        if self._async_engine is None:
-            from aana.storage.engine import create_async_engine
+        with self._engine_lock:
+            if self._async_engine is None:
+                from aana.storage.engine import create_async_engine
 
-            self._async_engine = create_async_engine(self)
-        return self._async_engine
+                self._async_engine = create_async_engine(self)
+            return self._async_engine

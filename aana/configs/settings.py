@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from aana.configs.db import DbSettings
-from aana.exceptions.config import ConfigurationError
+from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 
 
 class TaskQueueSettings(BaseModel):
@@ -52,15 +52,22 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     """Read ``Settings`` from the environment, naming the variable at fault when it is bad."""
+    example = (
+        'an object such as {"datastore_type": "sqlite", "datastore_config": '
+        '{"path": "/var/lib/aana_data"}}, or unset it to use the default'
+    )
     try:
-        return Settings()
+        loaded = Settings()
     except SettingsError as error:
-        field = getattr(error, "__cause__", None)
         raise ConfigurationError(
-            f"{error}: {field}. Environment variables hold JSON for nested settings: set "
-            'DB_CONFIG to an object such as {"datastore_type": "sqlite", "datastore_config": '
-            '{"path": "/var/lib/aana_data"}}, or unset it to use the default.'
+            f"{error}: {error.__cause__}. Environment variables hold JSON for nested "
+            f"settings: set DB_CONFIG to {example}."
         ) from error
+    try:
+        loaded.db_config.checked_config()  # fail at start, not at the first query
+    except (ConfigurationError, MissingConfigKeyError) as error:
+        raise ConfigurationError(f"DB_CONFIG: {error} Set DB_CONFIG to {example}.") from error
+    return loaded
 
 
 settings = load_settings()

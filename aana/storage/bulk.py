@@ -40,13 +40,35 @@ def _is_clock(column: Column[Any]) -> bool:
     return isinstance(getattr(column.server_default, "arg", None), utcnow)
 
 
+def _defaults_known(column: Column[Any]) -> bool:
+    """Whether the column's default can be computed here, before the insert.
+
+    Scalars and callables that take no argument can; SQL expressions, sequences and
+    callables that read the insert's context belong to the unit of work, and so do
+    server defaults other than the clock (they would have to be read back).
+    """
+    if column.server_default is not None and not _is_clock(column):
+        return False
+    default = column.default
+    if default is None or default.is_scalar:
+        return True
+    # SQLAlchemy wraps a callable taking no argument, keeping it as __wrapped__.
+    return bool(default.is_callable and hasattr(default.arg, "__wrapped__"))  # type: ignore[attr-defined]
+
+
 class BulkInsert:
     """How to insert rows of one single-table entity class and build its entities."""
 
     def __init__(self, mapper: Mapper[Any], table: Table) -> None:
         self.mapper = mapper
         self.table = table
-        self.key_of = {column: mapper.get_property_by_column(column).key for column in table.c}
+        # This class's columns: with single-table inheritance the table may hold more.
+        self.key_of = {
+            column: attribute.key
+            for attribute in mapper.column_attrs
+            for column in attribute.columns
+            if isinstance(column, Column) and column.table is table
+        }
         (self.primary_key,) = table.primary_key.columns
         self.pk_key = self.key_of[self.primary_key]
 
@@ -60,8 +82,8 @@ class BulkInsert:
             return None  # joined inheritance: rows span several tables
         if len(table.primary_key.columns) != 1:
             return None
-        if any(c.server_default is not None and not _is_clock(c) for c in table.c):
-            return None  # a server default we could not know without reading it back
+        if not all(map(_defaults_known, table.c)):
+            return None
         return cls(mapper, table)
 
     def _complete(self, columns: dict[str, Values], count: int, now: Any) -> None:

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import psycopg
 import psycopg.errors
 from psycopg import sql as pg_sql
 from sqlalchemy import Column, Connection, Engine, Table, event, func, literal, select
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -93,6 +95,20 @@ def postgresql_engine_options(
             "application_name": "aana",
         },
     }
+
+
+def describe_database(url: URL) -> str:
+    """Where a URL leads, for messages: never the password."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite database {url.database!r}"
+    return f"PostgreSQL at {url.host}:{url.port} (database {url.database!r})"
+
+
+def async_url(url: URL) -> URL:
+    """The URL of the asyncio driver for the same database."""
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    return url  # psycopg 3 serves both; SQLAlchemy picks its async dialect
 
 
 def configure_sqlite_engine(engine: Engine, busy_timeout_ms: int) -> None:
@@ -191,7 +207,8 @@ def insert_with_new_ids(
     and the transaction is abandoned rather than guess.
     """
     if connection.dialect.name == "postgresql":
-        sequence = func.pg_get_serial_sequence(table.name, key.name)
+        quoted_table = connection.dialect.identifier_preparer.format_table(table)
+        sequence = func.pg_get_serial_sequence(quoted_table, key.name)
         draw = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
         ids = sorted(connection.scalars(draw))
         insert_rows(ids)
@@ -215,13 +232,25 @@ def insert_many(
     Values never become SQL text: COPY carries data, the INSERT binds parameters.
     """
     if connection.dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        qualified = (table.schema, table.name) if table.schema else (table.name,)
         copy = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
-            pg_sql.Identifier(table.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
+            pg_sql.Identifier(*qualified), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
         )
-        with cursor, cursor.copy(copy) as stream:
-            for row in rows:
-                stream.write_row(row)
+        driver_connection: Any = connection.connection.driver_connection
+        cursor = driver_connection.cursor()
+        try:
+            with cursor, cursor.copy(copy) as stream:
+                for row in rows:
+                    stream.write_row(row)
+        except psycopg.Error as error:
+            # Raw driver errors, as SQLAlchemy would have wrapped them had it run the COPY.
+            raise DBAPIError.instance(
+                copy.as_string(driver_connection),
+                None,
+                error,
+                psycopg.Error,
+                dialect=connection.dialect,
+            ) from error
         return
     columns = ", ".join(connection.dialect.identifier_preparer.quote(name) for name in names)
     table_name = connection.dialect.identifier_preparer.format_table(table)

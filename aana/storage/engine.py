@@ -1,4 +1,4 @@
-"""Building engines from ``DbSettings``: validation, dialect options, error reporting."""
+"""Building engines from ``DbSettings``: dialect options, pools, connection errors."""
 
 from __future__ import annotations
 
@@ -6,57 +6,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
-from aana.configs.db import DbType, PostgreSQLConfig, SQLiteConfig
-from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
+from aana.configs.db import DbType
+from aana.exceptions.config import ConfigurationError
 from aana.exceptions.db import DatabaseConnectionException
 from aana.storage import dialects
 
 if TYPE_CHECKING:
     from aana.configs.db import DbSettings
-
-_REQUIRED_KEYS: dict[DbType, tuple[str, ...]] = {
-    DbType.SQLITE: tuple(SQLiteConfig.__annotations__),
-    DbType.POSTGRESQL: tuple(PostgreSQLConfig.__annotations__),
-}
-_CONFIG_TYPES: dict[DbType, TypeAdapter[Any]] = {
-    DbType.SQLITE: TypeAdapter(SQLiteConfig),
-    DbType.POSTGRESQL: TypeAdapter(PostgreSQLConfig),
-}
-
-
-def datastore_type_of(settings: DbSettings) -> DbType:
-    """The settings' datastore type, or a ``ValueError`` saying which ones exist."""
-    try:
-        return DbType(settings.datastore_type)
-    except ValueError:
-        supported = ", ".join(repr(member.value) for member in DbType)
-        raise ConfigurationError(
-            f"datastore_type {settings.datastore_type!r} is not supported; use one of {supported}."
-        ) from None
-
-
-def validated_config(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
-    """The datastore type and its config, checked for missing keys and wrong types."""
-    datastore_type = datastore_type_of(settings)
-    config = dict(settings.datastore_config)
-    required = _REQUIRED_KEYS[datastore_type]
-    for key in required:
-        if key not in config:
-            raise MissingConfigKeyError(key, datastore_type.value, required)
-    try:
-        checked: dict[str, Any] = _CONFIG_TYPES[datastore_type].validate_python(config)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"datastore_config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigurationError(f"{problems} (datastore_type {datastore_type.value!r}).") from None
-    return datastore_type, checked
 
 
 def _sqlite_path(config: dict[str, Any]) -> str:
@@ -77,7 +38,7 @@ def _sqlite_path(config: dict[str, Any]) -> str:
 
 
 def _engine_options(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
-    datastore_type, config = validated_config(settings)
+    datastore_type, config = settings.checked_config()
     if datastore_type is DbType.SQLITE:
         options = dialects.sqlite_engine_options(_sqlite_path(config), settings.connection_timeout)
     else:
@@ -89,6 +50,9 @@ def _engine_options(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
         max_overflow=settings.max_overflow,
         pool_recycle=settings.pool_recycle,
         pool_timeout=settings.connection_timeout,
+        # A connection the server dropped (a restart, an idle timeout) is replaced
+        # before use instead of failing one request.
+        pool_pre_ping=True,
     )
     return datastore_type, options
 
@@ -98,12 +62,7 @@ def _report_connection_errors(engine: Engine) -> None:
     def _on_error(context: ExceptionContext) -> None:
         if context.connection is not None or context.is_pre_ping:
             return  # a statement failed on a live connection: not a connection problem
-        url = engine.url
-        where = (
-            f"SQLite database {url.database!r}"
-            if url.get_backend_name() == "sqlite"
-            else f"PostgreSQL at {url.host}:{url.port} (database {url.database!r})"
-        )
+        where = dialects.describe_database(engine.url)
         cause = str(context.original_exception).strip().splitlines()[0]
         raise DatabaseConnectionException(
             f"Cannot connect to {where}: {cause}. Check that the server is running and "
@@ -128,9 +87,6 @@ def create_engine(settings: DbSettings) -> Engine:
 def create_async_engine(settings: DbSettings) -> AsyncEngine:
     """A new asyncio engine for ``settings`` (aiosqlite or psycopg's async mode)."""
     datastore_type, options = _engine_options(settings)
-    url = options.pop("url")
-    if datastore_type is DbType.SQLITE:
-        url = url.set(drivername="sqlite+aiosqlite")
-    engine = sa_create_async_engine(url, **options)
+    engine = sa_create_async_engine(dialects.async_url(options.pop("url")), **options)
     _configure(engine.sync_engine, datastore_type, settings)
     return engine

@@ -50,7 +50,8 @@ def translate_errors(action: str, on_violation: OnViolation | None = None) -> It
     except StatementError as error:
         if isinstance(error.orig, ValueError | TypeError):
             # A value its column type refused while binding: the caller's input is at fault.
-            raise type(error.orig)(f"{action} failed: {error.orig}") from error
+            refused = TypeError if isinstance(error.orig, TypeError) else ValueError
+            raise refused(f"{action} failed: {error.orig}") from error
         raise DatabaseException(f"{action} failed: {error}") from error
     except SQLAlchemyError as error:
         raise DatabaseException(f"{action} failed: {error}") from error

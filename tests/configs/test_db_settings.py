@@ -173,3 +173,59 @@ def test_get_engine__sqlite_path_that_is_a_folder(tmp_path):
     with pytest.raises(ConfigurationError, match="is a folder") as caught:
         DbSettings(datastore_config={"path": str(tmp_path)}).get_engine()
     assert str(tmp_path / "aana.db") in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("db_config", "named"),
+    [
+        ('{"datastore_type": "mysql"}', "'mysql' is not supported"),
+        ('{"datastore_type": "postgresql", "datastore_config": {"host": "h"}}', "'port'"),
+    ],
+)
+def test_settings__bad_db_config_fails_at_start(monkeypatch, tmp_path, db_config, named):
+    monkeypatch.setenv("DB_CONFIG", db_config)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="DB_CONFIG") as caught:
+        load_settings()
+    assert named in str(caught.value)
+
+
+def test_settings__numbers_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="pool_size"):
+        DbSettings(pool_size=0)
+    with pytest.raises(ValueError, match="query_timeout"):
+        DbSettings(query_timeout=-1)
+
+
+def test_db_settings__stray_environment_variables_are_ignored(monkeypatch):
+    monkeypatch.setenv("DATASTORE_TYPE", "postgresql")
+    monkeypatch.setenv("POOL_SIZE", "99")
+    monkeypatch.setenv("DB_CONFIG__POOL_SIZE", "7")
+    settings = DbSettings()
+    assert settings.datastore_type == DbType.SQLITE
+    assert settings.pool_size == 7
+
+
+def test_get_engine__one_engine_for_concurrent_callers(tmp_path):
+    import threading
+
+    settings = DbSettings(datastore_config={"path": str(tmp_path / "a.db")})
+    engines, barrier = [], threading.Barrier(8)
+
+    def build() -> None:
+        barrier.wait()
+        engines.append(settings.get_engine())
+
+    threads = [threading.Thread(target=build) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(engine) for engine in engines}) == 1
+    settings.get_engine().dispose()
+
+
+def test_db_settings__frozen_so_the_engine_matches_them():
+    settings = DbSettings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.pool_size = 3

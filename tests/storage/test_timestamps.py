@@ -50,3 +50,15 @@ def test_timestamps__naive_datetime_is_refused(session):
     with pytest.raises(ValueError, match="naive datetime"):  # at construction, before any SQL
         VideoRepository(session).create(VideoEntity(id="t4", created_at=datetime(2020, 1, 1)))
     assert not VideoRepository(session).exists("t4")
+
+
+def test_updated_at__readable_after_update_once_the_session_is_closed(db):
+    from aana.storage.session import get_session
+
+    with get_session() as session:
+        repository = VideoRepository(session)
+        repository.save(Video(url="https://example.com/v.mp4", media_id="t5"))
+        updated = repository.update("t5", title="changed")
+        created = repository.create(VideoEntity(id="t6"))
+    assert updated.updated_at >= updated.created_at
+    assert created.updated_at.tzinfo is not None

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy import MetaData, String, Uuid, event, inspect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, validates
 
 from aana.core.models.media import MediaId
 from aana.storage.dialects import utcnow
@@ -97,3 +97,11 @@ def _touch_updated_at(_mapper: Any, _connection: Any, target: TimeStampEntity) -
     # inheritance a change to a subclass column must move the parent's updated_at too.
     if not inspect(target).attrs.updated_at.history.has_changes():
         target.updated_at = utcnow()
+
+
+@event.listens_for(TimeStampEntity, "mapper_configured", propagate=True)
+def _fetch_timestamps_on_flush(mapper: Mapper[Any], _class: type) -> None:
+    # Read the clock columns back with RETURNING when a row is inserted or updated, so
+    # an entity's timestamps stay readable once its session is closed. Set here rather
+    # than in __mapper_args__, which every subclass replaces with its own.
+    mapper.eager_defaults = True

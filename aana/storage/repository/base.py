@@ -38,15 +38,51 @@ class BaseRepository(Generic[T]):
         self.model_class = model_class
         self.table_name: str = model_class.__tablename__
 
+    def _has_pending_changes(self) -> bool:
+        return bool(self.session.new or self.session.dirty or self.session.deleted)
+
+    def _end_transaction(self) -> None:
+        """Commit without expiring loaded objects: nothing in them is out of date."""
+        expire_on_commit = self.session.expire_on_commit
+        self.session.expire_on_commit = False
+        try:
+            self.session.commit()
+        finally:
+            self.session.expire_on_commit = expire_on_commit
+
+    @contextmanager
+    def reading(self, action: str) -> Iterator[None]:
+        """Run a read; in a short transaction of its own when the session has none open.
+
+        Ending that transaction releases its snapshot: the next read sees what others
+        committed since, and on SQLite the next write can take the write lock. A failed
+        read rolls the session back (PostgreSQL refuses anything else until then) and
+        raises an aana exception.
+        """
+        own_transaction = not self.session.in_transaction() and not self._has_pending_changes()
+        try:
+            with translate_errors(action):
+                yield
+        except BaseException:
+            self.session.rollback()
+            raise
+        if own_transaction:
+            self._end_transaction()
+
     @contextmanager
     def writing(self, action: str, on_violation: OnViolation | None = None) -> Iterator[None]:
-        """Run a write: roll back and raise an aana exception if any part fails."""
-        if not self.session.in_transaction():
-            # On SQLite take the write lock up front: a transaction that has read cannot
-            # take it later if another writer committed meanwhile.
-            self.session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        """Run a write: roll back and raise an aana exception if any part fails.
+
+        A transaction left open by earlier reads is ended first, and the write begins
+        afresh, on SQLite with the write lock taken up front: a transaction that has
+        read cannot take it later if another writer committed meanwhile.
+        """
         try:
             with translate_errors(action, on_violation):
+                if self.session.in_transaction() and not self._has_pending_changes():
+                    self._end_transaction()
+                if not self.session.in_transaction():
+                    self.session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
                 yield
         except BaseException:
             self.session.rollback()
@@ -84,7 +120,13 @@ class BaseRepository(Generic[T]):
             NotFoundException: No such entity and ``check`` is true.
 
         """
-        entity = self.session.get(self.model_class, item_id, options=self._subclass_columns())
+        with self.reading(f"reading {self.table_name} {item_id!r}"):
+            entity = self.session.get(
+                self.model_class,
+                item_id,
+                options=self._subclass_columns(),
+                populate_existing=True,  # what is stored now, not what was loaded before
+            )
         if entity is None and check:
             raise NotFoundException(self.table_name, item_id)
         return entity  # type: ignore[return-value]
@@ -104,7 +146,8 @@ class BaseRepository(Generic[T]):
         """Whether an entity with this id exists (*ours*)."""
         primary_key = self.model_class.__mapper__.primary_key[0]
         query = select(primary_key).where(primary_key == item_id).limit(1)
-        return self.session.scalar(query) is not None
+        with self.reading(f"looking up {self.table_name} {item_id!r}"):
+            return self.session.scalar(query) is not None
 
     def list(self, limit: int | None = 100, offset: int = 0) -> Sequence[T]:
         """Entities in primary-key order, a page at a time (*ours*)."""
@@ -115,13 +158,16 @@ class BaseRepository(Generic[T]):
             .order_by(primary_key)
             .limit(limit)
             .offset(offset)
+            .execution_options(populate_existing=True)
         )
-        return self.session.scalars(query).all()
+        with self.reading(f"listing {self.table_name}"):
+            return self.session.scalars(query).all()
 
     def count_all(self) -> int:
         """How many entities of this class exist (*ours*)."""
         query = select(func.count()).select_from(self.model_class)
-        return int(self.session.scalar(query) or 0)
+        with self.reading(f"counting {self.table_name}"):
+            return int(self.session.scalar(query) or 0)
 
     def update(self, item_id: Any, **values: Any) -> T:
         """Set attributes of the entity with this id and commit (*ours*).
@@ -131,7 +177,6 @@ class BaseRepository(Generic[T]):
             AttributeError: A name is not a mapped attribute of the entity.
 
         """
-        entity = self.read(item_id)
         mapped = self.model_class.__mapper__.attrs.keys()
         unknown = sorted(set(values) - set(mapped))
         if unknown:
@@ -140,6 +185,7 @@ class BaseRepository(Generic[T]):
                 f"known: {', '.join(mapped)}"
             )
         with self.writing(f"updating {self.table_name} {item_id!r}"):
+            entity = self.read(item_id)
             for name, value in values.items():
                 setattr(entity, name, value)
             self.session.commit()
@@ -155,10 +201,10 @@ class BaseRepository(Generic[T]):
             NotFoundException: No such entity and ``check`` is true.
 
         """
-        entity = self.read(id, check=check)
-        if entity is None:
-            return None
         with self.writing(f"deleting {self.table_name} {id!r}"):
+            entity = self.read(id, check=check)
+            if entity is None:
+                return None
             self.session.delete(entity)
             self.session.commit()
         return entity

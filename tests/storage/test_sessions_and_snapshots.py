@@ -1,0 +1,85 @@
+"""Two sessions (two workers, two requests) see each other's commits and can both write."""
+
+import pytest
+from sqlalchemy import Integer, String, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from aana.core.models import Video
+from aana.exceptions.db import (
+    ConstraintViolationException,
+    DatabaseException,
+    NotFoundException,
+)
+from aana.storage.models import Status
+from aana.storage.repository import (
+    BaseRepository,
+    CaptionRepository,
+    TaskRepository,
+    TranscriptRepository,
+    VideoRepository,
+)
+from aana.storage.session import get_session
+
+
+def test_reads__see_what_another_session_committed_since(db):
+    with get_session() as mine, get_session() as theirs:
+        task = TaskRepository(mine).save("ep", {})
+        assert TaskRepository(mine).read(task.id).status == Status.CREATED
+        TaskRepository(theirs).update_status(task.id, Status.COMPLETED)
+        assert TaskRepository(mine).read(task.id).status == Status.COMPLETED
+        assert [t.status for t in TaskRepository(mine).get_tasks()] == [Status.COMPLETED]
+
+
+def test_write_after_read__while_another_session_commits(db):
+    with get_session() as mine, get_session() as theirs:
+        mine_videos = VideoRepository(mine)
+        assert not mine_videos.check_media_exists("v1")
+        VideoRepository(theirs).save(Video(url="https://example.com/0.mp4", media_id="v0"))
+        if not mine_videos.check_media_exists("v1"):
+            mine_videos.save(Video(url="https://example.com/1.mp4", media_id="v1"))
+        task = TaskRepository(mine).save("ep", {})
+        TaskRepository(mine).get_active_tasks()
+        TaskRepository(theirs).save("ep", {})
+        TaskRepository(mine).update_status(task.id, Status.RUNNING)
+        assert mine_videos.count_all() == 2
+
+
+def test_failed_read__is_a_database_exception_and_the_session_stays_usable(session):
+    # SQLite finds no such row; PostgreSQL refuses the value (and aborts the transaction)
+    with pytest.raises((NotFoundException, DatabaseException)):
+        TranscriptRepository(session).read("not-an-integer")
+    assert CaptionRepository(session).save("m", "still works", 0.0, 0).id is not None
+
+
+def test_save_all__driver_errors_become_aana_exceptions_nothing_written(session):
+    repository = CaptionRepository(session)
+    with pytest.raises(ConstraintViolationException):
+        repository.save_all("m", ["a", None], [0.0, 1.0], [0, 1])
+    assert repository.count_all() == 0
+    assert repository.save_all("m", ["b"], [0.0], [0])[0].caption == "b"
+
+
+class OtherBase(DeclarativeBase):
+    pass
+
+
+class Labelled(OtherBase):
+    __tablename__ = "labelled"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    label: Mapped[str] = mapped_column(String, default=func.upper("auto"))
+    copied: Mapped[str] = mapped_column(
+        String, default=lambda context: context.get_current_parameters()["name"] + "!"
+    )
+
+
+def test_create_multiple__defaults_computed_by_the_database_or_context_are_kept(db):
+    OtherBase.metadata.create_all(db.get_engine())
+    with get_session() as session:
+        repository = BaseRepository(session, Labelled)
+        created = repository.create_multiple([Labelled(name="x"), Labelled(name="y")])
+        session.expunge_all()
+        stored = {row.name: (row.label, row.copied) for row in repository.list()}
+    assert len(created) == 2
+    assert stored == {"x": ("AUTO", "x!"), "y": ("AUTO", "y!")}
