@@ -57,5 +57,10 @@ def migrate(app_path: str | None) -> None:
     click.echo("Database is up to date.")
 
 
+from aana.tasks.cli import tasks, worker  # noqa: E402  (the commands import load_app above)
+
+main.add_command(worker)
+main.add_command(tasks)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aana.configs.settings import Settings
 from aana.configs.settings import settings as default_settings
 from aana.storage.op import run_alembic_migrations
+from aana.tasks.app import TaskQueueMixin
 
 MigrationFunc = Callable[[Settings], Any]
 
 
-class AanaSDK:
+class AanaSDK(TaskQueueMixin):
     """An aana application: its name, its settings and how its database is migrated.
 
     Args:
@@ -20,6 +21,8 @@ class AanaSDK:
         migration_func: Called with the settings by ``migrate()`` instead of the
             package's migrations.
         settings: Settings to use; the process-wide ``aana.configs.settings`` by default.
+        retryable_exceptions: Exception classes (or class names) whose failed tasks
+            are retried, up to ``task_queue.max_retries`` attempts.
 
     """
 
@@ -28,10 +31,12 @@ class AanaSDK:
         name: str = "app",
         migration_func: MigrationFunc | None = None,
         settings: Settings | None = None,
+        retryable_exceptions: Iterable[type[BaseException] | str] | None = None,
     ) -> None:
         self.name = name
         self.migration_func = migration_func
         self._settings = settings
+        self.init_task_queue(retryable_exceptions)
 
     @property
     def settings(self) -> Settings:

@@ -10,14 +10,18 @@ WHERE clause, so a row that changed under a concurrent writer is left alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
+    Delete,
     Select,
     Update,
     and_,
+    case,
+    delete,
     false,
     func,
     literal,
@@ -28,6 +32,7 @@ from sqlalchemy import (
 
 from aana.storage.dialects import utcnow
 from aana.storage.models.task import Status, TaskEntity
+from aana.storage.types import JsonType
 
 Task = TaskEntity
 CLAIMABLE = (Status.CREATED, Status.NOT_FINISHED)
@@ -178,3 +183,113 @@ def hand_back(task_id: UUID, status: Status, result: Any) -> Update:
         .values(values)
         .returning(Task)
     )
+
+
+# --- The worker's side: every write is fenced on the attempt that claimed the task. ---
+#
+# An attempt is identified by the task id, ``num_retries`` (bumped by every claim) and
+# ``assigned_at`` (stamped by the database clock at every claim). ``retry_task`` resets
+# ``num_retries``, so the count alone could repeat; the pair cannot.
+
+
+class Attempt(NamedTuple):
+    """One claim of a task: what a worker must still hold to write the task."""
+
+    task_id: UUID
+    number: int
+    assigned_at: datetime
+
+
+def held(attempts: Sequence[Attempt], *statuses: Status) -> ColumnElement[bool]:
+    """Rows still in one of ``statuses`` for exactly these attempts."""
+    return and_(
+        Task.status.in_(statuses),
+        or_(
+            *(
+                and_(
+                    Task.id == attempt.task_id,
+                    Task.num_retries == attempt.number,
+                    Task.assigned_at == attempt.assigned_at,
+                )
+                for attempt in attempts
+            )
+        ),
+    )
+
+
+def start(attempts: Sequence[Attempt]) -> Update:
+    """Mark claimed tasks RUNNING, if their claim still holds; returns the ids started."""
+    return (
+        update(Task)
+        .where(held(attempts, Status.ASSIGNED))
+        .values(status=Status.RUNNING, updated_at=utcnow())
+        .returning(Task.id)
+    )
+
+
+def finish(outcomes: Sequence[tuple[Attempt, Status, Any]]) -> Update:
+    """Store results (COMPLETED or FAILED) of running attempts that still hold their task.
+
+    One statement for a whole batch; returns the ids written. A result of an attempt
+    whose task was handed back or claimed again is not written.
+    """
+    status_type = Task.__table__.c.status.type
+    values: dict[str, Any] = {
+        "status": case(
+            *(
+                (Task.id == attempt.task_id, literal(status, status_type))
+                for attempt, status, _ in outcomes
+            ),
+            else_=Task.status,
+        ),
+        "result": case(
+            *(
+                (Task.id == attempt.task_id, literal(value, JsonType))
+                for attempt, _, value in outcomes
+            ),
+            else_=Task.result,
+        ),
+        "completed_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+    completed = [attempt for attempt, status, _ in outcomes if status == Status.COMPLETED]
+    if completed:
+        values["progress"] = case(
+            *((Task.id == attempt.task_id, literal(1.0)) for attempt in completed),
+            else_=Task.progress,
+        )
+    return (
+        update(Task)
+        .where(held([attempt for attempt, _, _ in outcomes], Status.RUNNING))
+        .values(values)
+        .returning(Task.id)
+    )
+
+
+def report_progress(attempt: Attempt, progress: float) -> Update:
+    """Record a running attempt's progress (which is also a heartbeat)."""
+    return (
+        update(Task)
+        .where(held([attempt], Status.RUNNING))
+        .values(progress=progress, updated_at=utcnow())
+    )
+
+
+def heartbeat_attempts(attempts: Sequence[Attempt]) -> Update:
+    """Keep these attempts alive; a task claimed again since is left alone."""
+    return update(Task).where(held(attempts, *ACTIVE)).values(updated_at=utcnow())
+
+
+def release(attempts: Sequence[Attempt]) -> Update:
+    """Hand unfinished attempts back to the queue as NOT_FINISHED; returns the ids."""
+    return (
+        update(Task)
+        .where(held(attempts, *ACTIVE))
+        .values(status=Status.NOT_FINISHED, updated_at=utcnow())
+        .returning(Task.id)
+    )
+
+
+def purge(older_than: float, statuses: Sequence[Status] = FINISHED) -> Delete:
+    """Delete finished tasks that ended more than ``older_than`` seconds ago."""
+    return delete(Task).where(Task.status.in_(statuses), Task.completed_at < utcnow(-older_than))
