@@ -17,10 +17,11 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     Delete,
+    Float,
     Select,
     Update,
     and_,
-    case,
+    bindparam,
     delete,
     false,
     func,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 
 from aana.storage.dialects import utcnow
 from aana.storage.models.task import Status, TaskEntity
-from aana.storage.types import JsonType
+from aana.storage.types import JsonType, UtcDateTime
 
 Task = TaskEntity
 CLAIMABLE = (Status.CREATED, Status.NOT_FINISHED)
@@ -217,53 +218,63 @@ def held(attempts: Sequence[Attempt], *statuses: Status) -> ColumnElement[bool]:
     )
 
 
-def start(attempts: Sequence[Attempt]) -> Update:
-    """Mark claimed tasks RUNNING, if their claim still holds; returns the ids started."""
-    return (
-        update(Task)
-        .where(held(attempts, Status.ASSIGNED))
-        .values(status=Status.RUNNING, updated_at=utcnow())
-        .returning(Task.id)
+def _held_one(*statuses: Status) -> ColumnElement[bool]:
+    # The same fence with bound parameters, for one statement executed over many rows
+    # (``attempt_params``): its SQL is compiled once and cached.
+    return and_(
+        Task.id == bindparam("fence_id", type_=Task.__table__.c.id.type),
+        Task.num_retries == bindparam("fence_number"),
+        Task.assigned_at == bindparam("fence_assigned_at", type_=UtcDateTime()),
+        # Not IN: an "expanding" IN parameter cannot be executed over many rows.
+        or_(*(Task.status == status for status in statuses)),
     )
 
 
-def finish(outcomes: Sequence[tuple[Attempt, Status, Any]]) -> Update:
-    """Store results (COMPLETED or FAILED) of running attempts that still hold their task.
-
-    One statement for a whole batch; returns the ids written. A result of an attempt
-    whose task was handed back or claimed again is not written.
-    """
-    status_type = Task.__table__.c.status.type
-    values: dict[str, Any] = {
-        "status": case(
-            *(
-                (Task.id == attempt.task_id, literal(status, status_type))
-                for attempt, status, _ in outcomes
-            ),
-            else_=Task.status,
-        ),
-        "result": case(
-            *(
-                (Task.id == attempt.task_id, literal(value, JsonType))
-                for attempt, _, value in outcomes
-            ),
-            else_=Task.result,
-        ),
-        "completed_at": utcnow(),
-        "updated_at": utcnow(),
+def attempt_params(attempt: Attempt) -> dict[str, Any]:
+    """Parameters of the fence for one attempt, for the ``*_many`` statements."""
+    return {
+        "fence_id": attempt.task_id,
+        "fence_number": attempt.number,
+        "fence_assigned_at": attempt.assigned_at,
     }
-    completed = [attempt for attempt, status, _ in outcomes if status == Status.COMPLETED]
-    if completed:
-        values["progress"] = case(
-            *((Task.id == attempt.task_id, literal(1.0)) for attempt in completed),
-            else_=Task.progress,
-        )
+
+
+def start_many() -> Update:
+    """Mark a claimed attempt RUNNING if its claim still holds (run over many rows)."""
+    return update(Task).where(_held_one(Status.ASSIGNED)).values(status=Status.RUNNING)
+
+
+def finish_many() -> Update:
+    """Store a running attempt's outcome if it still holds its task (run over many rows).
+
+    Parameters besides the fence: ``new_status`` (COMPLETED or FAILED), ``new_result``
+    and ``new_progress`` (None keeps the progress).
+    """
     return (
         update(Task)
-        .where(held([attempt for attempt, _, _ in outcomes], Status.RUNNING))
-        .values(values)
-        .returning(Task.id)
+        .where(_held_one(Status.RUNNING))
+        .values(
+            status=bindparam("new_status", type_=Task.__table__.c.status.type),
+            result=bindparam("new_result", type_=JsonType),
+            progress=func.coalesce(bindparam("new_progress", type_=Float()), Task.progress),
+            completed_at=utcnow(),
+        )
     )
+
+
+def release_many() -> Update:
+    """Hand an unfinished attempt back as NOT_FINISHED (run over many rows)."""
+    return update(Task).where(_held_one(*ACTIVE)).values(status=Status.NOT_FINISHED)
+
+
+def heartbeat_many() -> Update:
+    """Keep an attempt alive; a task claimed again since is left alone (many rows)."""
+    return update(Task).where(_held_one(*ACTIVE)).values(updated_at=utcnow())
+
+
+def attempts_state(attempts: Sequence[Attempt]) -> Select[UUID, Status]:
+    """Current status of the tasks of those attempts that still hold them."""
+    return select(Task.id, Task.status).where(held(attempts, *Status))
 
 
 def report_progress(attempt: Attempt, progress: float) -> Update:
@@ -272,21 +283,6 @@ def report_progress(attempt: Attempt, progress: float) -> Update:
         update(Task)
         .where(held([attempt], Status.RUNNING))
         .values(progress=progress, updated_at=utcnow())
-    )
-
-
-def heartbeat_attempts(attempts: Sequence[Attempt]) -> Update:
-    """Keep these attempts alive; a task claimed again since is left alone."""
-    return update(Task).where(held(attempts, *ACTIVE)).values(updated_at=utcnow())
-
-
-def release(attempts: Sequence[Attempt]) -> Update:
-    """Hand unfinished attempts back to the queue as NOT_FINISHED; returns the ids."""
-    return (
-        update(Task)
-        .where(held(attempts, *ACTIVE))
-        .values(status=Status.NOT_FINISHED, updated_at=utcnow())
-        .returning(Task.id)
     )
 
 

@@ -20,7 +20,7 @@ from aana.storage import queue_sql
 from aana.storage.dialects import SQLITE_BEGIN_OPTION, notify_new_tasks
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
-from aana.storage.queue_sql import Attempt
+from aana.storage.queue_sql import FINISHED, Attempt
 from aana.storage.repository.task import TaskRepository, check_json
 
 __all__ = ["Attempt", "Job", "QueueManager", "check_json"]
@@ -104,7 +104,7 @@ class QueueManager:
         maximum_active_tasks_per_user: int | None,
     ) -> list[Job]:
         """Claim up to ``limit`` tasks (ASSIGNED) through the repository."""
-        with Session(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             tasks = TaskRepository(session).fetch_unprocessed_tasks(
                 limit=limit,
                 max_retries=max_retries,
@@ -121,23 +121,66 @@ class QueueManager:
                 for task in tasks
             ]
 
+    def settle(
+        self, outcomes: Sequence[tuple[Attempt, Status | None, Any]], jobs: Sequence[Job] = ()
+    ) -> tuple[set[uuid.UUID], list[Job]]:
+        """In one transaction: store results, hand back unstarted jobs, start claimed ones.
+
+        Args:
+            outcomes: Ended attempts: COMPLETED or FAILED with their result, or None
+                for a job that was never started (handed back as NOT_FINISHED).
+            jobs: Newly claimed jobs to mark RUNNING.
+
+        Returns:
+            The ids whose result was written (an attempt that no longer holds its task
+            is skipped), and the jobs started (those whose claim still held).
+
+        """
+        results = [
+            {
+                **queue_sql.attempt_params(attempt),
+                "new_status": status,
+                "new_result": value,
+                "new_progress": 1.0 if status == Status.COMPLETED else None,
+            }
+            for attempt, status, value in outcomes
+            if status is not None
+        ]
+        unstarted = [
+            queue_sql.attempt_params(attempt) for attempt, status, _ in outcomes if status is None
+        ]
+        if not (results or unstarted or jobs):
+            return set(), []
+        # One statement each, executed over all rows (one round trip with psycopg's
+        # pipeline); only when the fence dropped some rows do we ask which.
+        with self._writing(f"settling {len(outcomes)} and starting {len(jobs)} task(s)") as db:
+            finished = [attempt for attempt, status, _ in outcomes if status is not None]
+            written = {attempt.task_id for attempt in finished}
+            if results and db.execute(queue_sql.finish_many(), results).rowcount != len(results):
+                written = self._still_held(db, finished, FINISHED)
+            if unstarted:
+                db.execute(queue_sql.release_many(), unstarted)
+            started = list(jobs)
+            params = [queue_sql.attempt_params(job.attempt) for job in jobs]
+            if params and db.execute(queue_sql.start_many(), params).rowcount != len(params):
+                running = self._still_held(db, [job.attempt for job in jobs], (Status.RUNNING,))
+                started = [job for job in jobs if job.id in running]
+        return written, started
+
+    @staticmethod
+    def _still_held(
+        db: Connection, attempts: Sequence[Attempt], statuses: Sequence[Status]
+    ) -> set[uuid.UUID]:
+        rows = db.execute(queue_sql.attempts_state(attempts))
+        return {task_id for task_id, status in rows if Status(status) in statuses}
+
     def start(self, jobs: Sequence[Job]) -> list[Job]:
         """Mark claimed jobs RUNNING; returns those whose claim still held."""
-        if not jobs:
-            return []
-        with self._writing("starting tasks") as connection:
-            started = set(connection.scalars(queue_sql.start([job.attempt for job in jobs])))
-        return [job for job in jobs if job.id in started]
+        return self.settle((), jobs)[1]
 
     def finish(self, outcomes: Sequence[tuple[Attempt, Status, Any]]) -> set[uuid.UUID]:
-        """Store results of running attempts; returns the ids whose result was written.
-
-        An attempt that no longer holds its task (handed back, claimed again) is skipped.
-        """
-        if not outcomes:
-            return set()
-        with self._writing(f"finishing {len(outcomes)} task(s)") as connection:
-            return set(connection.scalars(queue_sql.finish(outcomes)))
+        """Store results of running attempts; returns the ids whose result was written."""
+        return self.settle(outcomes)[0]
 
     def report_progress(self, attempt: Attempt, progress: float) -> bool:
         """Record progress; False if the attempt no longer holds its task."""
@@ -148,14 +191,18 @@ class QueueManager:
         """Keep these attempts' tasks from expiring."""
         if attempts:
             with self._writing("sending heartbeats") as connection:
-                connection.execute(queue_sql.heartbeat_attempts(attempts))
+                params = [queue_sql.attempt_params(attempt) for attempt in attempts]
+                connection.execute(queue_sql.heartbeat_many(), params)
 
     def release(self, attempts: Sequence[Attempt]) -> set[uuid.UUID]:
-        """Hand unfinished attempts back to the queue (NOT_FINISHED)."""
+        """Hand unfinished attempts back to the queue (NOT_FINISHED); returns their ids."""
         if not attempts:
             return set()
-        with self._writing("handing back tasks") as connection:
-            return set(connection.scalars(queue_sql.release(attempts)))
+        params = [queue_sql.attempt_params(attempt) for attempt in attempts]
+        with self._writing("handing back tasks") as db:
+            if db.execute(queue_sql.release_many(), params).rowcount == len(params):
+                return {attempt.task_id for attempt in attempts}
+            return self._still_held(db, attempts, (Status.NOT_FINISHED,))
 
     def sweep(
         self, execution_timeout: float, heartbeat_timeout: float, max_retries: int

@@ -143,16 +143,18 @@ class Worker:
 
     def _loop(self) -> None:
         wait = _FIRST_POLL
-        while True:
+        while not self._stopping.is_set():
             self._wake.clear()
-            self._save_outcomes()
-            if self._stopping.is_set():
-                return
-            free = self.options.concurrency - len(self._running)
-            if free > 0 and self._claim(free):
+            self._drain_outcomes()
+            free = self.options.concurrency - len(self._running) + len(self._unsaved)
+            jobs = self._claim(free) if free > 0 else []
+            settled = bool(self._unsaved)
+            self._settle(jobs)
+            if jobs:
                 wait = _FIRST_POLL
                 continue
-            if self.options.burst and not self._running:
+            # A task just finished may be claimable again (a retryable failure): look again.
+            if self.options.burst and not self._running and not settled:
                 return
             if self._listener.listening.is_set() or free <= 0:
                 # Notifications or finishing tasks set the event; the timeout is a fallback.
@@ -160,61 +162,61 @@ class Worker:
             elif not self._wake.wait(wait):
                 wait = min(wait * 2, self.options.poll_interval)
 
-    def _claim(self, limit: int) -> int:
-        """Claim, start and dispatch up to ``limit`` tasks; returns how many were claimed."""
+    def _claim(self, limit: int) -> list[Job]:
+        """Claim up to ``limit`` tasks (they are started by the next ``_settle``)."""
         options = self.options
         try:
-            jobs = self.manager.claim(
+            return self.manager.claim(
                 limit,
                 options.max_retries,
                 self.app.retryable_exceptions,
                 options.maximum_active_tasks_per_user,
             )
-            started = self.manager.start(jobs)
         except AanaException:
-            # Claimed tasks that were not started expire and come back; try again later.
             logger.exception("claiming tasks failed; retrying in a second")
             self._stopping.wait(1.0)
-            return 0
-        with self._running_lock:
-            for job in started:
-                self._running[job.id] = job
-        for job in started:
-            self._jobs.put(job)
-        return len(jobs)
+            return []
 
-    def _save_outcomes(self) -> None:
-        """Write the results handlers produced since the last call, in one statement."""
+    def _drain_outcomes(self) -> None:
         while True:
             try:
                 self._unsaved.append(self._outcomes.get_nowait())
             except queue.Empty:
-                break
-        if not self._unsaved:
-            return
-        finished = [(job.attempt, status, result) for job, status, result in self._unsaved]
-        results = [outcome for outcome in finished if outcome[1] is not None]
-        not_started = [attempt for attempt, status, _ in finished if status is None]
+                return
+
+    def _settle(self, jobs: list[Job]) -> None:
+        """Store the results handlers produced and start ``jobs``, in one transaction."""
+        outcomes = self._unsaved
         try:
-            written = self.manager.finish(results)  # type: ignore[arg-type]
-            self.manager.release(not_started)
+            written, started = self.manager.settle(
+                [(job.attempt, status, result) for job, status, result in outcomes], jobs
+            )
         except AanaException:
+            # Claimed jobs that were not started expire and come back; results are kept.
             logger.exception("storing task results failed; retrying")
             self._stopping.wait(0.5)
             return
-        for attempt, status, _ in finished:
-            if status is not None and attempt.task_id not in written:
+        for job, status, _ in outcomes:
+            if status is not None and job.id not in written:
                 logger.warning(
                     "result of task %s (attempt %d) not stored: the task was handed back "
                     "or claimed again meanwhile",
-                    attempt.task_id,
-                    attempt.number,
+                    job.id,
+                    job.attempt.number,
                 )
-        self.processed += len(results)
-        with self._running_lock:
-            for job, _, _ in self._unsaved:
-                self._running.pop(job.id, None)
+        self.processed += sum(status is not None for _, status, _ in outcomes)
         self._unsaved = []
+        with self._running_lock:
+            for job, _, _ in outcomes:
+                self._running.pop(job.id, None)
+            for job in started:
+                self._running[job.id] = job
+        for job in started:
+            self._jobs.put(job)
+
+    def _save_outcomes(self) -> None:
+        self._drain_outcomes()
+        self._settle([])
 
     def _shut_down(self) -> None:
         """Let running tasks finish within the grace period, then hand the rest back."""
