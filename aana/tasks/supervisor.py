@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from types import FrameType
 
 from aana.tasks.worker import Worker, WorkerOptions
@@ -20,10 +23,25 @@ def run_worker(app_path: str, options: WorkerOptions) -> None:
 
 
 def _child(app_path: str, options: WorkerOptions) -> None:
+    from aana.cli import load_app
+
     # Ctrl-C reaches the whole process group; the parent forwards it once, as SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
-    run_worker(app_path, options)
+    worker = Worker(load_app(app_path), options)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        # A supervisor killed with SIGKILL forwards nothing: stop when orphaned.
+        while not worker.stopping:
+            if os.getppid() != parent:
+                logger.warning("supervisor gone: stopping")
+                worker.stop()
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=watch_parent, name="aana-parent-watch", daemon=True).start()
+    worker.run()
 
 
 def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:

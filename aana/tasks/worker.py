@@ -107,6 +107,11 @@ class Worker:
         self._listener = Listener(self.manager.engine, self._wake)
         self.processed = 0
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker was asked to stop."""
+        return self._stopping.is_set()
+
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming; running tasks get ``grace`` seconds (default: the option)."""
         grace = self.options.shutdown_grace if grace is None else grace

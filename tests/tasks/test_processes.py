@@ -79,7 +79,16 @@ def test_exactly_once__four_processes_five_thousand_tasks(db, tmp_path):
 def test_crash__killed_workers_tasks_rerun_after_heartbeat_timeout(db, tmp_path):
     app = AanaSDK()
     ids = app.defer_many("nap", [{"n": n, "seconds": 0.3} for n in range(12)])
-    options = ["--concurrency", "3", "--heartbeat-timeout", "1", "--poll-interval", "0.1"]
+    options = [
+        "-p",
+        "1",
+        "--concurrency",
+        "3",
+        "--heartbeat-timeout",
+        "1",
+        "--poll-interval",
+        "0.1",
+    ]
     victim = worker_process(db, tmp_path, *options)
     wait_for(lambda: statuses().get(Status.RUNNING, 0) >= 3)
     victim.kill()  # SIGKILL: no chance to hand anything back
@@ -102,7 +111,16 @@ def test_crash__killed_workers_tasks_rerun_after_heartbeat_timeout(db, tmp_path)
 def test_crash__task_that_always_kills_its_worker_fails_after_max_retries(db, tmp_path):
     app = AanaSDK()
     task_id = app.defer("die", {"n": 0})
-    options = ["--heartbeat-timeout", "1", "--max-retries", "2", "--poll-interval", "0.1"]
+    options = [
+        "-p",
+        "1",
+        "--heartbeat-timeout",
+        "1",
+        "--max-retries",
+        "2",
+        "--poll-interval",
+        "0.1",
+    ]
     for _ in range(4):
         worker = worker_process(db, tmp_path, *options)
         try:
