@@ -102,16 +102,37 @@ def claim(
     candidates: Select[Any], max_retries: int, retryable_exceptions: Sequence[str] | None
 ) -> Update:
     """Mark the candidate tasks ASSIGNED, re-checking that each is still claimable."""
+    return _claim(candidates, max_retries, retryable_exceptions, Status.ASSIGNED).returning(Task)
+
+
+def _claim(
+    candidates: Select[Any],
+    max_retries: int,
+    retryable_exceptions: Sequence[str] | None,
+    status: Status,
+) -> Update:
     return (
         update(Task)
         .where(Task.id.in_(candidates), claimable(max_retries, retryable_exceptions))
         .values(
-            status=Status.ASSIGNED,
+            status=status,
             assigned_at=utcnow(),
             updated_at=utcnow(),
             num_retries=Task.num_retries + 1,
         )
-        .returning(Task)
+    )
+
+
+def claim_jobs(
+    candidates: Select[Any], max_retries: int, retryable_exceptions: Sequence[str] | None
+) -> Update:
+    """Claim tasks straight into RUNNING; returns what a worker needs to run them.
+
+    The worker starts what it claims in the same statement, so ASSIGNED would never be
+    seen; the claim's fence (``num_retries``, ``assigned_at``) is the same.
+    """
+    return _claim(candidates, max_retries, retryable_exceptions, Status.RUNNING).returning(
+        Task.id, Task.num_retries, Task.assigned_at, Task.endpoint, Task.data, Task.user_id
     )
 
 

@@ -17,13 +17,23 @@ from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.orm import Session
 
 from aana.storage import queue_sql
-from aana.storage.dialects import SQLITE_BEGIN_OPTION, notify_new_tasks
+from aana.storage.dialects import SQLITE_BEGIN_OPTION, notify_new_tasks, serialize_claims
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.queue_sql import FINISHED, Attempt
 from aana.storage.repository.task import TaskRepository, check_json
 
 __all__ = ["Attempt", "Job", "QueueManager", "check_json"]
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What a worker asks for: how many tasks, and which are eligible."""
+
+    limit: int
+    max_retries: int
+    retryable_exceptions: Sequence[str] | None
+    maximum_active_tasks_per_user: int | None
 
 
 @dataclass(frozen=True)
@@ -122,18 +132,20 @@ class QueueManager:
             ]
 
     def settle(
-        self, outcomes: Sequence[tuple[Attempt, Status | None, Any]], jobs: Sequence[Job] = ()
+        self,
+        outcomes: Sequence[tuple[Attempt, Status | None, Any]],
+        claim: ClaimRequest | None = None,
     ) -> tuple[set[uuid.UUID], list[Job]]:
-        """In one transaction: store results, hand back unstarted jobs, start claimed ones.
+        """In one transaction: store results, hand back unstarted jobs, claim new ones.
 
         Args:
             outcomes: Ended attempts: COMPLETED or FAILED with their result, or None
                 for a job that was never started (handed back as NOT_FINISHED).
-            jobs: Newly claimed jobs to mark RUNNING.
+            claim: What to claim next, straight into RUNNING; None to claim nothing.
 
         Returns:
             The ids whose result was written (an attempt that no longer holds its task
-            is skipped), and the jobs started (those whose claim still held).
+            is skipped), and the jobs claimed.
 
         """
         results = [
@@ -149,23 +161,21 @@ class QueueManager:
         unstarted = [
             queue_sql.attempt_params(attempt) for attempt, status, _ in outcomes if status is None
         ]
-        if not (results or unstarted or jobs):
+        if not (results or unstarted or claim):
             return set(), []
+        jobs: list[Job] = []
         # One statement each, executed over all rows (one round trip with psycopg's
         # pipeline); only when the fence dropped some rows do we ask which.
-        with self._writing(f"settling {len(outcomes)} and starting {len(jobs)} task(s)") as db:
+        with self._writing(f"settling {len(outcomes)} task(s) and claiming") as db:
             finished = [attempt for attempt, status, _ in outcomes if status is not None]
             written = {attempt.task_id for attempt in finished}
             if results and db.execute(queue_sql.finish_many(), results).rowcount != len(results):
                 written = self._still_held(db, finished, FINISHED)
             if unstarted:
                 db.execute(queue_sql.release_many(), unstarted)
-            started = list(jobs)
-            params = [queue_sql.attempt_params(job.attempt) for job in jobs]
-            if params and db.execute(queue_sql.start_many(), params).rowcount != len(params):
-                running = self._still_held(db, [job.attempt for job in jobs], (Status.RUNNING,))
-                started = [job for job in jobs if job.id in running]
-        return written, started
+            if claim is not None:
+                jobs = self._claim(db, claim)
+        return written, jobs
 
     @staticmethod
     def _still_held(
@@ -174,9 +184,34 @@ class QueueManager:
         rows = db.execute(queue_sql.attempts_state(attempts))
         return {task_id for task_id, status in rows if Status(status) in statuses}
 
+    @staticmethod
+    def _claim(db: Connection, request: ClaimRequest) -> list[Job]:
+        candidates = queue_sql.claim_candidates(
+            request.limit,
+            request.max_retries,
+            request.retryable_exceptions,
+            request.maximum_active_tasks_per_user,
+        )
+        if request.maximum_active_tasks_per_user is not None:
+            serialize_claims(db)
+        statement = queue_sql.claim_jobs(
+            candidates, request.max_retries, request.retryable_exceptions
+        )
+        return [
+            Job(Attempt(task_id, number, assigned_at), endpoint, data, user_id)
+            for task_id, number, assigned_at, endpoint, data, user_id in db.execute(statement)
+        ]
+
     def start(self, jobs: Sequence[Job]) -> list[Job]:
-        """Mark claimed jobs RUNNING; returns those whose claim still held."""
-        return self.settle((), jobs)[1]
+        """Mark jobs claimed by ``claim`` RUNNING; returns those whose claim still held."""
+        if not jobs:
+            return []
+        params = [queue_sql.attempt_params(job.attempt) for job in jobs]
+        with self._writing("starting tasks") as db:
+            if db.execute(queue_sql.start_many(), params).rowcount == len(params):
+                return list(jobs)
+            running = self._still_held(db, [job.attempt for job in jobs], (Status.RUNNING,))
+        return [job for job in jobs if job.id in running]
 
     def finish(self, outcomes: Sequence[tuple[Attempt, Status, Any]]) -> set[uuid.UUID]:
         """Store results of running attempts; returns the ids whose result was written."""

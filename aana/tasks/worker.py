@@ -26,7 +26,7 @@ from aana.storage.repository.task import check_json
 from aana.tasks.errors import ResultNotSerializableError, UnknownEndpointError
 from aana.tasks.handlers import TaskContext
 from aana.tasks.listener import Listener
-from aana.tasks.manager import Job, QueueManager
+from aana.tasks.manager import ClaimRequest, Job, QueueManager
 
 if TYPE_CHECKING:
     from aana.configs.settings import TaskQueueSettings
@@ -152,10 +152,9 @@ class Worker:
             self._wake.clear()
             self._drain_outcomes()
             free = self.options.concurrency - len(self._running) + len(self._unsaved)
-            jobs = self._claim(free) if free > 0 else []
             settled = bool(self._unsaved)
-            self._settle(jobs)
-            if jobs:
+            claimed = self._settle(self._claim_request(free) if free > 0 else None)
+            if claimed:
                 wait = _FIRST_POLL
                 continue
             # A task just finished may be claimable again (a retryable failure): look again.
@@ -167,20 +166,14 @@ class Worker:
             elif not self._wake.wait(wait):
                 wait = min(wait * 2, self.options.poll_interval)
 
-    def _claim(self, limit: int) -> list[Job]:
-        """Claim up to ``limit`` tasks (they are started by the next ``_settle``)."""
+    def _claim_request(self, limit: int) -> ClaimRequest:
         options = self.options
-        try:
-            return self.manager.claim(
-                limit,
-                options.max_retries,
-                self.app.retryable_exceptions,
-                options.maximum_active_tasks_per_user,
-            )
-        except AanaException:
-            logger.exception("claiming tasks failed; retrying in a second")
-            self._stopping.wait(1.0)
-            return []
+        return ClaimRequest(
+            limit,
+            options.max_retries,
+            self.app.retryable_exceptions,
+            options.maximum_active_tasks_per_user,
+        )
 
     def _drain_outcomes(self) -> None:
         while True:
@@ -189,18 +182,23 @@ class Worker:
             except queue.Empty:
                 return
 
-    def _settle(self, jobs: list[Job]) -> None:
-        """Store the results handlers produced and start ``jobs``, in one transaction."""
+    def _settle(self, claim: ClaimRequest | None) -> int:
+        """Store the handlers' results and claim more, in one transaction.
+
+        Returns:
+            How many tasks were claimed (and dispatched to handler threads).
+
+        """
         outcomes = self._unsaved
         try:
             written, started = self.manager.settle(
-                [(job.attempt, status, result) for job, status, result in outcomes], jobs
+                [(job.attempt, status, result) for job, status, result in outcomes], claim
             )
         except AanaException:
-            # Claimed jobs that were not started expire and come back; results are kept.
-            logger.exception("storing task results failed; retrying")
+            # Nothing was written; the results are kept and stored on the next try.
+            logger.exception("storing results or claiming tasks failed; retrying")
             self._stopping.wait(0.5)
-            return
+            return 0
         for job, status, _ in outcomes:
             if status is not None and job.id not in written:
                 logger.warning(
@@ -218,10 +216,11 @@ class Worker:
                 self._running[job.id] = job
         for job in started:
             self._jobs.put(job)
+        return len(started)
 
     def _save_outcomes(self) -> None:
         self._drain_outcomes()
-        self._settle([])
+        self._settle(None)
 
     def _shut_down(self) -> None:
         """Let running tasks finish within the grace period, then hand the rest back."""
