@@ -77,17 +77,25 @@ def claim_candidates(
         .group_by(Task.user_id)
         .subquery("active")
     )
-    ranked = (
-        select(
-            Task.id,
-            Task.user_id,
-            Task.priority,
-            Task.created_at,
-            func.row_number().over(partition_by=Task.user_id, order_by=order).label("rank"),
-        )
-        .where(condition)
-        .subquery("ranked")
+    full = select(active.c.user_id).where(active.c.active >= max_active_per_user)
+    # Only the head of the queue is ranked (it reads the claim-order index): users at
+    # their limit are skipped, and a user with room gets at most that much of the head.
+    head = (
+        select(Task.id, Task.user_id, Task.priority, Task.created_at)
+        .where(condition, or_(Task.user_id.is_(None), Task.user_id.not_in(full)))
+        .order_by(*order)
+        .limit(None if limit is None else limit * 4)
+        .subquery("head")
     )
+    ranked = select(
+        head,
+        func.row_number()
+        .over(
+            partition_by=head.c.user_id,
+            order_by=(head.c.priority.desc(), head.c.created_at, head.c.id),
+        )
+        .label("rank"),
+    ).subquery("ranked")
     room = literal(max_active_per_user) - func.coalesce(active.c.active, 0)
     return (
         select(ranked.c.id)
