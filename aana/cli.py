@@ -172,5 +172,10 @@ def check(app_path: str | None) -> None:
     click.echo("Models and migrations agree.")
 
 
+from aana.tasks.cli import tasks, worker  # noqa: E402  (the commands import load_app above)
+
+main.add_command(worker)
+main.add_command(tasks)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

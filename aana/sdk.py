@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from aana.configs.settings import Settings
 from aana.configs.settings import settings as default_settings
 from aana.storage.op import AppMigrations, run_alembic_migrations
+from aana.tasks.app import TaskQueueMixin
 
 MigrationFunc = Callable[[Settings], Any]
 
 
-class AanaSDK:
+class AanaSDK(TaskQueueMixin):
     """An aana application: its name, its settings and how its database is migrated.
 
     Args:
@@ -24,6 +25,8 @@ class AanaSDK:
         settings: Settings to use; the process-wide ``aana.configs.settings`` by default.
         migrations_path: The folder of the application's own migrations; by default
             ``migrations/`` beside the module that creates the ``AanaSDK``.
+        retryable_exceptions: Exception classes (or class names) whose failed tasks
+            are retried, up to ``task_queue.max_retries`` attempts.
 
     """
 
@@ -33,6 +36,7 @@ class AanaSDK:
         migration_func: MigrationFunc | None = None,
         settings: Settings | None = None,
         migrations_path: Path | str | None = None,
+        retryable_exceptions: Iterable[type[BaseException] | str] | None = None,
     ) -> None:
         self.name = name
         self.migration_func = migration_func
@@ -40,6 +44,7 @@ class AanaSDK:
         self.migrations_path = (
             Path(migrations_path) if migrations_path is not None else _migrations_beside_caller()
         )
+        self.init_task_queue(retryable_exceptions)
 
     @property
     def settings(self) -> Settings:

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
 from aana.configs.settings import Settings
+from aana.storage import op
 from aana.storage.op import run_alembic_migrations
 
 PG_SERVER = {
@@ -29,6 +31,10 @@ PG_SERVER = {
     "user": os.environ.get("AANA_TEST_PG_USER", "postgres"),
     "password": os.environ.get("AANA_TEST_PG_PASSWORD", ""),
 }
+PACKAGE_HEAD = ScriptDirectory(
+    str(op.MIGRATIONS_PATH), version_locations=[str(op.PACKAGE_VERSIONS)]
+).get_current_head()
+"""The newest revision of the package's own migrations."""
 REQUIRE_POSTGRES = os.environ.get("AANA_TEST_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", "postgresql"]
 

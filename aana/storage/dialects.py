@@ -300,3 +300,22 @@ def exclusive_migrations(connection: Connection) -> Iterator[None]:
         connection.execute(select(func.pg_advisory_unlock(_MIGRATION_LOCK_KEY)))
         connection.exec_driver_sql("RESET statement_timeout")
         connection.commit()
+
+
+TASKS_CHANNEL = "aana_tasks"
+"""The PostgreSQL notification channel on which new tasks are announced."""
+
+
+def notify_new_tasks(connection: Connection) -> None:
+    """Wake idle workers when the current transaction commits.
+
+    PostgreSQL delivers the notification at commit; SQLite has no such thing, and its
+    workers poll instead.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_notify(TASKS_CHANNEL, "")))
+
+
+def supports_notifications(engine: Engine) -> bool:
+    """Whether workers on this engine can be woken by notifications."""
+    return engine.dialect.name == "postgresql"

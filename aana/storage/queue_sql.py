@@ -10,14 +10,19 @@ WHERE clause, so a row that changed under a concurrent writer is left alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
+    Delete,
+    Float,
     Select,
     Update,
     and_,
+    bindparam,
+    delete,
     false,
     func,
     literal,
@@ -28,6 +33,7 @@ from sqlalchemy import (
 
 from aana.storage.dialects import utcnow
 from aana.storage.models.task import Status, TaskEntity
+from aana.storage.types import JsonType, UtcDateTime
 
 Task = TaskEntity
 CLAIMABLE = (Status.CREATED, Status.NOT_FINISHED)
@@ -71,17 +77,25 @@ def claim_candidates(
         .group_by(Task.user_id)
         .subquery("active")
     )
-    ranked = (
-        select(
-            Task.id,
-            Task.user_id,
-            Task.priority,
-            Task.created_at,
-            func.row_number().over(partition_by=Task.user_id, order_by=order).label("rank"),
-        )
-        .where(condition)
-        .subquery("ranked")
+    full = select(active.c.user_id).where(active.c.active >= max_active_per_user)
+    # Only the head of the queue is ranked (it reads the claim-order index): users at
+    # their limit are skipped, and a user with room gets at most that much of the head.
+    head = (
+        select(Task.id, Task.user_id, Task.priority, Task.created_at)
+        .where(condition, or_(Task.user_id.is_(None), Task.user_id.not_in(full)))
+        .order_by(*order)
+        .limit(None if limit is None else limit * 4)
+        .subquery("head")
     )
+    ranked = select(
+        head,
+        func.row_number()
+        .over(
+            partition_by=head.c.user_id,
+            order_by=(head.c.priority.desc(), head.c.created_at, head.c.id),
+        )
+        .label("rank"),
+    ).subquery("ranked")
     room = literal(max_active_per_user) - func.coalesce(active.c.active, 0)
     return (
         select(ranked.c.id)
@@ -96,16 +110,37 @@ def claim(
     candidates: Select[Any], max_retries: int, retryable_exceptions: Sequence[str] | None
 ) -> Update:
     """Mark the candidate tasks ASSIGNED, re-checking that each is still claimable."""
+    return _claim(candidates, max_retries, retryable_exceptions, Status.ASSIGNED).returning(Task)
+
+
+def _claim(
+    candidates: Select[Any],
+    max_retries: int,
+    retryable_exceptions: Sequence[str] | None,
+    status: Status,
+) -> Update:
     return (
         update(Task)
         .where(Task.id.in_(candidates), claimable(max_retries, retryable_exceptions))
         .values(
-            status=Status.ASSIGNED,
+            status=status,
             assigned_at=utcnow(),
             updated_at=utcnow(),
             num_retries=Task.num_retries + 1,
         )
-        .returning(Task)
+    )
+
+
+def claim_jobs(
+    candidates: Select[Any], max_retries: int, retryable_exceptions: Sequence[str] | None
+) -> Update:
+    """Claim tasks straight into RUNNING; returns what a worker needs to run them.
+
+    The worker starts what it claims in the same statement, so ASSIGNED would never be
+    seen; the claim's fence (``num_retries``, ``assigned_at``) is the same.
+    """
+    return _claim(candidates, max_retries, retryable_exceptions, Status.RUNNING).returning(
+        Task.id, Task.num_retries, Task.assigned_at, Task.endpoint, Task.data, Task.user_id
     )
 
 
@@ -178,3 +213,108 @@ def hand_back(task_id: UUID, status: Status, result: Any) -> Update:
         .values(values)
         .returning(Task)
     )
+
+
+# --- The worker's side: every write is fenced on the attempt that claimed the task. ---
+#
+# An attempt is identified by the task id, ``num_retries`` (bumped by every claim) and
+# ``assigned_at`` (stamped by the database clock at every claim). ``retry_task`` resets
+# ``num_retries``, so the count alone could repeat; the pair cannot.
+
+
+class Attempt(NamedTuple):
+    """One claim of a task: what a worker must still hold to write the task."""
+
+    task_id: UUID
+    number: int
+    assigned_at: datetime
+
+
+def held(attempts: Sequence[Attempt], *statuses: Status) -> ColumnElement[bool]:
+    """Rows still in one of ``statuses`` for exactly these attempts."""
+    return and_(
+        Task.status.in_(statuses),
+        or_(
+            *(
+                and_(
+                    Task.id == attempt.task_id,
+                    Task.num_retries == attempt.number,
+                    Task.assigned_at == attempt.assigned_at,
+                )
+                for attempt in attempts
+            )
+        ),
+    )
+
+
+def _held_one(*statuses: Status) -> ColumnElement[bool]:
+    # The same fence with bound parameters, for one statement executed over many rows
+    # (``attempt_params``): its SQL is compiled once and cached.
+    return and_(
+        Task.id == bindparam("fence_id", type_=Task.__table__.c.id.type),
+        Task.num_retries == bindparam("fence_number"),
+        Task.assigned_at == bindparam("fence_assigned_at", type_=UtcDateTime()),
+        # Not IN: an "expanding" IN parameter cannot be executed over many rows.
+        or_(*(Task.status == status for status in statuses)),
+    )
+
+
+def attempt_params(attempt: Attempt) -> dict[str, Any]:
+    """Parameters of the fence for one attempt, for the ``*_many`` statements."""
+    return {
+        "fence_id": attempt.task_id,
+        "fence_number": attempt.number,
+        "fence_assigned_at": attempt.assigned_at,
+    }
+
+
+def start_many() -> Update:
+    """Mark a claimed attempt RUNNING if its claim still holds (run over many rows)."""
+    return update(Task).where(_held_one(Status.ASSIGNED)).values(status=Status.RUNNING)
+
+
+def finish_many() -> Update:
+    """Store a running attempt's outcome if it still holds its task (run over many rows).
+
+    Parameters besides the fence: ``new_status`` (COMPLETED or FAILED), ``new_result``
+    and ``new_progress`` (None keeps the progress).
+    """
+    return (
+        update(Task)
+        .where(_held_one(Status.RUNNING))
+        .values(
+            status=bindparam("new_status", type_=Task.__table__.c.status.type),
+            result=bindparam("new_result", type_=JsonType),
+            progress=func.coalesce(bindparam("new_progress", type_=Float()), Task.progress),
+            completed_at=utcnow(),
+        )
+    )
+
+
+def release_many() -> Update:
+    """Hand an unfinished attempt back as NOT_FINISHED (run over many rows)."""
+    return update(Task).where(_held_one(*ACTIVE)).values(status=Status.NOT_FINISHED)
+
+
+def heartbeat_many() -> Update:
+    """Keep an attempt alive; a task claimed again since is left alone (many rows)."""
+    return update(Task).where(_held_one(*ACTIVE)).values(updated_at=utcnow())
+
+
+def attempts_state(attempts: Sequence[Attempt]) -> Select[UUID, Status]:
+    """Current status of the tasks of those attempts that still hold them."""
+    return select(Task.id, Task.status).where(held(attempts, *Status))
+
+
+def report_progress(attempt: Attempt, progress: float) -> Update:
+    """Record a running attempt's progress (which is also a heartbeat)."""
+    return (
+        update(Task)
+        .where(held([attempt], Status.RUNNING))
+        .values(progress=progress, updated_at=utcnow())
+    )
+
+
+def purge(older_than: float, statuses: Sequence[Status] = FINISHED) -> Delete:
+    """Delete finished tasks that ended more than ``older_than`` seconds ago."""
+    return delete(Task).where(Task.status.in_(statuses), Task.completed_at < utcnow(-older_than))

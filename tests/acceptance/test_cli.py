@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 
 from aana.configs.db import DbSettings
 from tests.acceptance.conftest import APP_PATH, aana, run
+from tests.conftest import PACKAGE_HEAD
 
 BOTH = pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
 PACKAGE_TABLE_CALLS = [f"op.create_table('{name}'" for name in ("media", "video", "tasks")]
@@ -40,7 +41,7 @@ def test_documentation_example__revision_migrate_and_use(
     source = revision.read_text()
     assert "op.create_table('extended_video'" in source
     assert not any(call in source for call in PACKAGE_TABLE_CALLS)
-    assert "depends_on: str | Sequence[str] | None = '0001_initial'" in source
+    assert f"depends_on: str | Sequence[str] | None = {PACKAGE_HEAD!r}" in source
     assert "branch_labels: str | Sequence[str] | None = ('extended_video',)" in source
     assert inspect(empty_db.get_engine()).get_table_names() == []  # revision changed nothing
 

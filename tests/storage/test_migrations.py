@@ -19,6 +19,7 @@ from aana.exceptions.migrations import UnknownRevisionException
 from aana.sdk import AanaSDK
 from aana.storage import op
 from aana.storage.op import AppMigrations
+from tests.conftest import PACKAGE_HEAD
 
 BOTH = pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
 PACKAGE_TABLES = {"caption", "media", "tasks", "transcript", "video"}
@@ -63,7 +64,7 @@ def app(tmp_path: Path) -> AppMigrations:
     """An application with one revision creating the table ``note``."""
     folder = tmp_path / "app_migrations"
     write_revision(
-        folder, "a1_note", table="note", branch_labels=("myapp",), depends_on="0001_initial"
+        folder, "a1_note", table="note", branch_labels=("myapp",), depends_on=PACKAGE_HEAD
     )
     return AppMigrations(label="myapp", path=folder)
 
@@ -84,7 +85,7 @@ def test_migrate__applies_the_package_then_the_application(
     op.run_alembic_migrations(Settings(db_config=empty_db), app=app)
 
     assert tables(empty_db) == PACKAGE_TABLES | {"note", "alembic_version"}
-    assert versions(empty_db) == {"a1_note"}  # it depends on 0001_initial, which is applied
+    assert versions(empty_db) == {"a1_note"}  # it depends on the package's head, applied
 
 
 @BOTH
@@ -127,12 +128,12 @@ def test_newer_package_revision__applies_and_leaves_the_application_alone(
     op.run_alembic_migrations(settings, app=app)
     newer_package = tmp_path / "package_versions"
     shutil.copytree(op.PACKAGE_VERSIONS, newer_package)
-    write_revision(newer_package, "0002_test_only", down_revision="0001_initial", table="extra")
+    write_revision(newer_package, "9999_test_only", down_revision=PACKAGE_HEAD, table="extra")
     monkeypatch.setattr(op, "PACKAGE_VERSIONS", newer_package)
 
     op.run_alembic_migrations(settings, app=app)
 
-    assert versions(empty_db) == {"0002_test_only", "a1_note"}
+    assert versions(empty_db) == {"9999_test_only", "a1_note"}
     assert {"extra", "note"} <= tables(empty_db)
 
 
@@ -213,7 +214,7 @@ def test_downgrade__application_branch_to_base_keeps_the_package(
 
     op.downgrade(settings, "myapp@base", app)
 
-    assert versions(empty_db) == {"0001_initial"}
+    assert versions(empty_db) == {PACKAGE_HEAD}
     assert tables(empty_db) == PACKAGE_TABLES | {"alembic_version"}
 
 

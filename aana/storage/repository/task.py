@@ -247,9 +247,12 @@ class TaskRepository(BaseRepository[TaskEntity]):
         status: Status | None = None,
         limit: int = 100,
         offset: int = 0,
+        endpoint: str | None = None,
     ) -> list[TaskEntity]:
-        """Tasks, newest first, optionally of one user and one status."""
+        """Tasks, newest first, optionally of one user, one status and one endpoint."""
         query = select(TaskEntity)
+        if endpoint is not None:
+            query = query.where(TaskEntity.endpoint == endpoint)
         if user_id is not None:
             query = query.where(TaskEntity.user_id == user_id)
         if status is not None:
@@ -267,3 +270,14 @@ class TaskRepository(BaseRepository[TaskEntity]):
             counts[Status(status).value] = number
         counts["total"] = sum(counts.values())
         return counts
+
+    def purge(self, older_than: float) -> int:
+        """Delete COMPLETED and FAILED tasks that ended more than ``older_than`` seconds ago.
+
+        Returns:
+            How many tasks were deleted.
+
+        """
+        with self._write_transaction("purging finished tasks"):
+            deleted = self.session.execute(queue_sql.purge(older_than))
+            return int(getattr(deleted, "rowcount", 0))

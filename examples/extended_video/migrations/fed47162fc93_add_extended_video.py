@@ -1,8 +1,8 @@
 """Add extended video
 
-Revision ID: 96dffe93e50c
-Revises: 
-Create Date: 2026-11-30 05:34:08.134260
+Revision ID: fed47162fc93
+Revises:
+Create Date: 2026-11-30 06:26:05.726496
 """
 
 from collections.abc import Sequence
@@ -13,10 +13,10 @@ from alembic import op
 import aana.storage.dialects
 import aana.storage.types
 
-revision: str = '96dffe93e50c'
+revision: str = 'fed47162fc93'
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ('extended_video',)
-depends_on: str | Sequence[str] | None = '0001_initial'
+depends_on: str | Sequence[str] | None = '0002_claim_order_index'
 
 
 def upgrade() -> None:

@@ -1,0 +1,6 @@
+"""The durable task queue's runtime: handlers, the worker, the CLI."""
+
+from aana.tasks.handlers import TaskContext
+from aana.tasks.worker import Worker, WorkerOptions
+
+__all__ = ["TaskContext", "Worker", "WorkerOptions"]

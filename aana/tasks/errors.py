@@ -1,0 +1,17 @@
+"""Errors a worker stores as results; ``result["error"]`` holds their class names."""
+
+from __future__ import annotations
+
+from aana.exceptions.core import BaseException as AanaException
+
+
+class UnknownEndpointError(AanaException):
+    """No handler is registered for the task's endpoint."""
+
+
+class ResultNotSerializableError(AanaException):
+    """A handler returned a value that cannot be stored as JSON."""
+
+
+class WorkerShutdownError(AanaException):
+    """The worker stopped before the task finished (the task is handed back)."""

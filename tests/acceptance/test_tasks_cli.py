@@ -1,0 +1,71 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aana.sdk import AanaSDK
+from aana.storage.models import Status
+from aana.storage.repository import TaskRepository
+from aana.storage.session import get_session
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def aana(db, *args):
+    config = {
+        "datastore_type": str(db.datastore_type.value),
+        "datastore_config": dict(db.datastore_config),
+    }
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DB_CONFIG": json.dumps(config)}
+    return subprocess.run(
+        [sys.executable, "-m", "aana.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def test_tasks_cli__list_show_count_retry_purge(db):
+    app = AanaSDK()
+    failed = app.defer("transcribe", {"url": "a"}, user_id="alice")
+    done = app.defer("caption", {"frame": 1}, user_id="bob")
+    app.defer("caption", {"frame": 2})
+    with get_session() as session:
+        repository = TaskRepository(session)
+        repository.update_status(failed, Status.FAILED, result={"error": "ValueError"})
+        repository.update_status(done, Status.COMPLETED, result=["a cat"])
+
+    listed = aana(db, "tasks", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 3
+    only = aana(db, "tasks", "list", "--status", "failed", "--user", "alice", "--json")
+    assert [json.loads(line)["id"] for line in only.stdout.splitlines()] == [failed]
+    by_endpoint = aana(db, "tasks", "list", "--endpoint", "caption", "--json")
+    assert len(by_endpoint.stdout.splitlines()) == 2
+
+    shown = json.loads(aana(db, "tasks", "show", done).stdout)
+    assert (shown["status"], shown["result"], shown["data"]) == (
+        "completed",
+        ["a cat"],
+        {"frame": 1},
+    )
+    missing = aana(db, "tasks", "show", "not-a-task")
+    assert missing.returncode != 0 and "no task" in missing.stderr
+
+    counts = dict(line.split() for line in aana(db, "tasks", "count").stdout.splitlines())
+    assert (counts["failed"], counts["completed"], counts["created"], counts["total"]) == (
+        "1",
+        "1",
+        "1",
+        "3",
+    )
+
+    refused = aana(db, "tasks", "retry", done)
+    assert refused.returncode != 0 and "only failed tasks" in refused.stderr
+    assert aana(db, "tasks", "retry", failed).returncode == 0
+    assert app.get_task(failed).status == Status.CREATED
+
+    assert "deleted 0" in aana(db, "tasks", "purge", "--older-than", "1h").stdout
+    time.sleep(1.1)
+    assert "deleted 1" in aana(db, "tasks", "purge", "--older-than", "1s").stdout
+    assert aana(db, "tasks", "purge", "--older-than", "soon").returncode != 0
+    assert app.get_task(failed) is not None

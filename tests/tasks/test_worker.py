@@ -1,0 +1,229 @@
+import asyncio
+import threading
+import time
+
+import pytest
+
+from aana.sdk import AanaSDK
+from aana.storage.models import Status
+from aana.tasks import Worker, WorkerOptions
+
+
+def burst(app, **options):
+    """Run a worker in this process until the queue is empty."""
+    options = {"concurrency": 2, "burst": True, "poll_interval": 0.05, **options}
+    worker = Worker(app, WorkerOptions(**options))
+    worker.run()
+    return worker
+
+
+@pytest.fixture
+def app(db):
+    return AanaSDK(retryable_exceptions=[ConnectionError])
+
+
+def test_worker__runs_plain_and_coroutine_handlers(app):
+    @app.task()
+    def double(data):
+        return {"value": data["n"] * 2}
+
+    async def triple(data, context):
+        await asyncio.sleep(0)
+        context.report_progress(0.5)
+        return data["n"] * 3
+
+    app.register_task("triple", triple)
+    first = app.defer("double", {"n": 2})
+    second = app.defer("triple", {"n": 2}, user_id="u")
+    burst(app)
+    done = app.get_task(first)
+    assert (done.status, done.result, done.progress) == (Status.COMPLETED, {"value": 4}, 1.0)
+    assert done.completed_at is not None and done.num_retries == 1
+    assert app.get_task(second).result == 6
+
+
+def test_worker__bad_input_fails_the_task_and_keeps_going(app):
+    @app.task("boom")
+    def boom(data):
+        raise ValueError("bad value")
+
+    @app.task("unserialisable")
+    def unserialisable(data):
+        return {"when": object()}
+
+    @app.task("fine")
+    def fine(data):
+        return "ok"
+
+    unknown = app.defer("nobody-home", {})
+    raised = app.defer("boom", {})
+    weird = app.defer("unserialisable", {})
+    ok = app.defer("fine", {})
+    burst(app)
+    failed = app.get_task(unknown)
+    assert failed.status == Status.FAILED
+    assert failed.result["error"] == "UnknownEndpointError"
+    assert "nobody-home" in failed.result["message"]
+    assert app.get_task(raised).result == {"error": "ValueError", "message": "bad value"}
+    weird_result = app.get_task(weird).result
+    assert weird_result["error"] == "ResultNotSerializableError"
+    assert "JSON-serialisable" in weird_result["message"]
+    assert app.get_task(ok).result == "ok"
+
+
+def test_defer__data_not_json_is_rejected_nothing_written(app):
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        app.defer("ep", {"x": object()})
+    with pytest.raises(TypeError, match=r"task data \[1\]"):
+        app.defer_many("ep", [{"ok": 1}, {"x": float("nan")}])
+    assert app.task_queue().engine is not None
+    from aana.storage.repository import TaskRepository
+    from aana.storage.session import get_session
+
+    with get_session() as session:
+        assert TaskRepository(session).count()["total"] == 0
+
+
+def test_worker__retryable_errors_are_retried_up_to_max_retries(app):
+    calls = []
+
+    @app.task("flaky")
+    def flaky(data):
+        calls.append(1)
+        raise ConnectionError("down")
+
+    task_id = app.defer("flaky", {})
+    burst(app, max_retries=3)
+    task = app.get_task(task_id)
+    assert (task.status, task.num_retries, len(calls)) == (Status.FAILED, 3, 3)
+    assert task.result["error"] == "ConnectionError"
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def start_worker(app, **options):
+    options = {"concurrency": 2, "poll_interval": 0.05, **options}
+    worker = Worker(app, WorkerOptions(**options))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return worker, thread
+
+
+def status_of(app, task_id):
+    return app.get_task(task_id).status
+
+
+def test_fencing__stale_attempt_cannot_overwrite_the_newer_one(app):
+    gate = threading.Event()
+
+    @app.task("slow")
+    def slow(data):
+        gate.wait(10)
+        return "stale"
+
+    task_id = app.defer("slow", {})
+    worker, thread = start_worker(app, concurrency=1)
+    wait_for(lambda: status_of(app, task_id) == Status.RUNNING)
+    manager = app.task_queue()
+    # The first attempt is declared lost (as if its heartbeats stopped) and re-claimed.
+    time.sleep(0.01)
+    assert [t.id for t in manager.sweep(3600, heartbeat_timeout=0.001, max_retries=3)] == [
+        app.get_task(task_id).id
+    ]
+    [second] = manager.claim(10, 3, None, None)
+    assert manager.start([second]) == [second] and second.attempt.number == 2
+    assert manager.finish([(second.attempt, Status.COMPLETED, "new")]) == {second.id}
+    gate.set()
+    wait_for(lambda: worker.processed == 1)
+    worker.stop()
+    thread.join(10)
+    task = app.get_task(task_id)
+    assert (task.status, task.result, task.num_retries) == (Status.COMPLETED, "new", 2)
+
+
+def test_fencing__retried_task_is_not_written_by_its_old_attempt(app):
+    manager = app.task_queue()
+    [task_id] = manager.defer("ep", [{}])
+    [old] = manager.claim(1, 3, None, None)
+    manager.start([old])
+    app.task_queue().sweep(3600, heartbeat_timeout=0.0, max_retries=1)  # FAILED
+    from aana.storage.repository import TaskRepository
+    from aana.storage.session import get_session
+
+    time.sleep(0.005)
+    with get_session() as session:
+        TaskRepository(session).retry_task(task_id)  # num_retries back to 0
+    [new] = manager.claim(1, 3, None, None)
+    assert new.attempt.number == old.attempt.number == 1
+    manager.start([new])
+    assert manager.finish([(old.attempt, Status.COMPLETED, "stale")]) == set()
+    assert manager.report_progress(old.attempt, 0.5) is False
+    assert manager.release([old.attempt]) == set()
+    assert manager.finish([(new.attempt, Status.COMPLETED, "new")]) == {task_id}
+    assert app.get_task(task_id).result == "new"
+
+
+def test_shutdown__running_tasks_finish_unstarted_stay_queued(app):
+    @app.task("nap")
+    def nap(data):
+        time.sleep(0.3)
+        return data
+
+    ids = app.defer_many("nap", [1, 2, 3, 4])
+    worker, thread = start_worker(app, concurrency=2)
+    wait_for(lambda: sum(status_of(app, i) == Status.RUNNING for i in ids) == 2)
+    worker.stop(grace=10)
+    thread.join(10)
+    statuses = sorted(status_of(app, i).value for i in ids)
+    assert statuses == ["completed", "completed", "created", "created"]
+
+
+def test_shutdown__grace_exceeded_hands_tasks_back_and_drops_late_results(app):
+    gate = threading.Event()
+
+    @app.task("stuck")
+    def stuck(data):
+        gate.wait(10)
+        return "late"
+
+    task_id = app.defer("stuck", {})
+    worker, thread = start_worker(app, concurrency=1)
+    wait_for(lambda: status_of(app, task_id) == Status.RUNNING)
+    worker.stop(grace=0.1)
+    thread.join(10)
+    assert status_of(app, task_id) == Status.NOT_FINISHED
+    late = app.task_queue().finish([(worker_attempt(app, task_id), Status.COMPLETED, "late")])
+    gate.set()
+    assert late == set()
+    assert app.get_task(task_id).result is None
+
+
+def worker_attempt(app, task_id):
+    from aana.storage.queue_sql import Attempt
+
+    task = app.get_task(task_id)
+    return Attempt(task.id, task.num_retries, task.assigned_at)
+
+
+def test_fairness__a_busy_user_waits_others_go_ahead(app):
+    gate = threading.Event()
+
+    @app.task("hold")
+    def hold(data):
+        gate.wait(10)
+
+    heavy = app.defer_many("hold", range(6), user_id="heavy")
+    light = app.defer_many("hold", range(2), user_id="light")
+    worker, thread = start_worker(app, concurrency=8, maximum_active_tasks_per_user=2)
+    wait_for(lambda: all(status_of(app, i) == Status.RUNNING for i in light))
+    time.sleep(0.2)
+    assert sum(status_of(app, i) == Status.RUNNING for i in heavy) == 2
+    gate.set()
+    wait_for(lambda: all(status_of(app, i) == Status.COMPLETED for i in heavy + light))
+    worker.stop()
+    thread.join(10)
