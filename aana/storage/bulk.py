@@ -95,7 +95,8 @@ class BulkInsert:
             if key in columns:
                 continue
             if _is_clock(column):
-                columns[key] = Same(now)
+                if now is not None:
+                    columns[key] = Same(now)
             elif column.default is not None and column.default.is_scalar:
                 columns[key] = Same(column.default.arg)  # type: ignore[attr-defined]
             elif column.default is not None and column.default.is_callable:
@@ -117,12 +118,17 @@ class BulkInsert:
             else:
                 converted.append(iter([process(v) for v in values] if process else values))
             names.append(column.name)
-        dialects.insert_many(connection, self.table, names, zip(*converted, strict=False))
+        dialects.insert_many(connection, self.table, names, list(zip(*converted, strict=False)))
 
-    def insert(self, session: Session, columns: dict[str, Values], count: int) -> None:
-        """Insert ``count`` rows given column by column, completing ``columns`` in place."""
-        connection = session.connection()
-        self._complete(columns, count, connection.scalar(select(utcnow())))
+    def insert(
+        self, connection: Connection, columns: dict[str, Values], count: int, clock: bool = True
+    ) -> None:
+        """Insert ``count`` rows given column by column, completing ``columns`` in place.
+
+        With ``clock`` the clock columns get the database's time, read once, so the
+        entities can hold it; without, the database fills them in row by row.
+        """
+        self._complete(columns, count, connection.scalar(select(utcnow())) if clock else None)
         if self.pk_key in columns:
             self._insert_rows(connection, columns, count)
             return
@@ -187,7 +193,7 @@ def bulk_insert_columns(
         bulk_insert(session, entities)
         return entities
     columns = dict(columns)
-    bulk.insert(session, columns, count)
+    bulk.insert(session.connection(), columns, count)
     return bulk.build(session, columns, count)
 
 
@@ -224,7 +230,7 @@ def bulk_insert(session: Session, entities: Sequence[BaseEntity]) -> None:
             session.add_all(group)
             session.flush()
             continue
-        bulk.insert(session, columns, len(group))
+        bulk.insert(session.connection(), columns, len(group))
         identity_map = session.identity_map
         for index, entity in enumerate(group):
             state = instance_state(entity)

@@ -8,7 +8,7 @@ options and connection setup, and reading constraint violations from driver erro
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -223,15 +223,19 @@ def insert_with_new_ids(
     return list(range(before + 1, last + 1))
 
 
+_COPY_FROM_ROWS = 100
+"""From this many rows on, COPY beats an executemany on PostgreSQL."""
+
+
 def insert_many(
-    connection: Connection, table: Table, names: Sequence[str], rows: Iterable[tuple[Any, ...]]
+    connection: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Insert rows of values, already converted for the driver, in one bulk operation.
 
-    PostgreSQL streams them with COPY; SQLite runs one executemany of a prepared INSERT.
+    PostgreSQL streams many rows with COPY; otherwise one executemany of an INSERT runs.
     Values never become SQL text: COPY carries data, the INSERT binds parameters.
     """
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
         qualified = (table.schema, table.name) if table.schema else (table.name,)
         copy = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
             pg_sql.Identifier(*qualified), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
@@ -254,10 +258,11 @@ def insert_many(
         return
     columns = ", ".join(connection.dialect.identifier_preparer.quote(name) for name in names)
     table_name = connection.dialect.identifier_preparer.format_table(table)
-    placeholders = ", ".join("?" for _ in names)
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    placeholders = ", ".join(marker for _ in names)
     connection.exec_driver_sql(
         f"INSERT INTO {table_name} ({columns}) VALUES ({placeholders})",  # noqa: S608 - names only
-        list(rows),
+        rows,
     )
 
 

@@ -50,9 +50,8 @@ def _engine_options(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
         max_overflow=settings.max_overflow,
         pool_recycle=settings.pool_recycle,
         pool_timeout=settings.connection_timeout,
-        # A connection the server dropped (a restart, an idle timeout) is replaced
-        # before use instead of failing one request.
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout on the queue's hot path. A
+        # connection the server dropped fails once; SQLAlchemy then discards the pool.
     )
     return datastore_type, options
 

@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from aana.storage import queue_sql
+from aana.storage.bulk import BulkInsert, Same, Values
 from aana.storage.dialects import SQLITE_BEGIN_OPTION, notify_new_tasks, serialize_claims
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
@@ -61,6 +62,9 @@ class QueueManager:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        bulk_tasks = BulkInsert.of(TaskEntity)
+        assert bulk_tasks is not None, "the tasks table takes bulk inserts"
+        self._bulk_tasks = bulk_tasks
 
     @contextmanager
     def _writing(self, action: str) -> Iterator[Connection]:
@@ -88,21 +92,15 @@ class QueueManager:
         ids = [uuid.uuid4() for _ in data_items]
         if not ids:
             return []
-        rows = [
-            {
-                "id": task_id,
-                "endpoint": endpoint,
-                "data": data,
-                "status": Status.CREATED,
-                "priority": priority,
-                "progress": 0.0,
-                "num_retries": 0,
-                "user_id": user_id,
-            }
-            for task_id, data in zip(ids, data_items, strict=True)
-        ]
+        columns: dict[str, Values] = {
+            "id": ids,
+            "endpoint": Same(endpoint),
+            "data": data_items,
+            "priority": Same(priority),
+            "user_id": Same(user_id),
+        }
         with self._writing(f"deferring {len(ids)} task(s)") as connection:
-            connection.execute(insert(TaskEntity), rows)
+            self._bulk_tasks.insert(connection, columns, len(ids), clock=False)
             notify_new_tasks(connection)
         return ids
 
