@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -26,6 +27,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    null,
     or_,
     select,
     update,
@@ -146,30 +148,49 @@ def claim_jobs(
 
 def set_status(
     task_id: UUID, status: Status, progress: float | None, result: Any, has_result: bool
-) -> Update:
-    """Move one task to ``status``, stamping the clock fields the status implies."""
-    values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+) -> tuple[Update, dict[str, Any]]:
+    """Move one task to ``status``, stamping the clock fields the status implies.
+
+    Returns:
+        The statement, built once per shape of change and then reused, and its values.
+
+    """
+    params: dict[str, Any] = {"task_id": task_id, "status": status}
     if progress is not None:
-        values["progress"] = progress
+        params["progress"] = progress
     if has_result:
-        values["result"] = result
-    if status in FINISHED:
-        values["completed_at"] = utcnow()
+        params["result"] = result
+    return _set_status(status, progress is not None, has_result), params
+
+
+@cache
+def _set_status(status: Status, with_progress: bool, with_result: bool) -> Update:
+    values: dict[str, Any] = {
+        "status": bindparam("status", type_=Task.__table__.c.status.type),
+        "updated_at": utcnow(),
+        # A task that is no longer finished has no completion time.
+        "completed_at": utcnow() if status in FINISHED else null(),
+    }
+    if with_progress:
+        values["progress"] = bindparam("progress", type_=Float())
+    if with_result:
+        values["result"] = bindparam("result", type_=JsonType)
     if status == Status.ASSIGNED:
         values["assigned_at"] = utcnow()
         values["num_retries"] = Task.num_retries + 1
+    task_id = bindparam("task_id", type_=Task.__table__.c.id.type)
     return update(Task).where(Task.id == task_id).values(values).returning(Task)
 
 
 def retry(task_id: UUID) -> Update:
-    """Send a task back to the queue as new."""
+    """Send a task back to the queue as new, unless it is being worked on meanwhile."""
     return (
         update(Task)
-        .where(Task.id == task_id)
+        .where(Task.id == task_id, Task.status.not_in(ACTIVE))
         .values(
             status=Status.CREATED,
             progress=0.0,
-            result=None,
+            result=null(),
             assigned_at=None,
             completed_at=None,
             num_retries=0,

@@ -245,3 +245,23 @@ def test_fetch__concurrent_threads_never_share_a_task(db):
     with get_session() as session:
         query = select(func.max(TaskEntity.num_retries))
         assert session.scalar(query) == 1
+
+
+def test_retry_task__a_running_task_is_not_retried(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    repository.update_status(task.id, Status.RUNNING)
+    with pytest.raises(ValueError, match="only a task that is not assigned or running"):
+        repository.retry_task(task.id)
+    assert repository.read(task.id).status == Status.RUNNING
+
+
+def test_update_status__leaving_a_finished_state_clears_completed_at(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    assert repository.update_status(task.id, Status.FAILED).completed_at is not None
+    assert repository.update_status(task.id, Status.NOT_FINISHED).completed_at is None
+
+
+def test_exists__malformed_task_id_is_false(session):
+    assert TaskRepository(session).exists("not-a-uuid") is False

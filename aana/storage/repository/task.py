@@ -39,6 +39,10 @@ def check_json(value: Any, what: str) -> None:
         ) from None
 
 
+_REFRESH = {"synchronize_session": False, "populate_existing": True}
+"""Options for statements returning tasks: the rows returned refresh the loaded tasks."""
+
+
 class TaskRepository(BaseRepository[TaskEntity]):
     """Tasks of the queue: defer, claim, report, expire, inspect."""
 
@@ -52,8 +56,6 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Pending changes of the session are committed first, so the claim starts afresh.
         """
-        if self.session.in_transaction():
-            self.session.commit()
         with self.writing(action):
             yield
             self.session.commit()
@@ -94,6 +96,11 @@ class TaskRepository(BaseRepository[TaskEntity]):
             return None
         return super().delete(parsed, check=check)
 
+    def exists(self, item_id: Any) -> bool:
+        """Whether a task with this id exists; a malformed id never does."""
+        parsed = parse_task_id(item_id)
+        return parsed is not None and super().exists(parsed)
+
     def fetch_unprocessed_tasks(
         self,
         limit: int | None = None,
@@ -123,7 +130,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
         with self._write_transaction("claiming tasks"):
             if maximum_active_tasks_per_user is not None:
                 serialize_claims(self.session.connection())
-            tasks = list(self.session.scalars(statement))
+            tasks = list(self.session.scalars(statement, execution_options=_REFRESH))
         tasks.sort(key=lambda task: (-task.priority, task.created_at))
         return tasks
 
@@ -151,9 +158,13 @@ class TaskRepository(BaseRepository[TaskEntity]):
         has_result = result is not None
         if has_result:
             check_json(result, "task result")
-        statement = queue_sql.set_status(parsed, Status(status), progress, result, has_result)
+        statement, params = queue_sql.set_status(
+            parsed, Status(status), progress, result, has_result
+        )
         with self.writing(f"updating task {parsed}"):
-            task: TaskEntity | None = self.session.scalars(statement).one_or_none()
+            task: TaskEntity | None = self.session.scalars(
+                statement, params, execution_options=_REFRESH
+            ).one_or_none()
             if task is None:
                 raise NotFoundException(self.table_name, task_id)
             if commit:
@@ -165,22 +176,30 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Raises:
             NotFoundException: No such task.
+            ValueError: The task is assigned or running: retrying it would run it twice.
 
         """
-        parsed = parse_task_id(task_id)
-        if parsed is None:
-            raise NotFoundException(self.table_name, task_id)
-        with self.writing(f"retrying task {parsed}"):
-            task: TaskEntity | None = self.session.scalars(queue_sql.retry(parsed)).one_or_none()
-            if task is None:
-                raise NotFoundException(self.table_name, task_id)
+        with self.writing(f"retrying task {task_id}"):
+            current = self.read(task_id)
+            if current.status in queue_sql.ACTIVE:
+                raise ValueError(
+                    f"task {task_id} is {current.status.value}: only a task that is not "
+                    "assigned or running can be retried"
+                )
+            statement = queue_sql.retry(current.id)
+            task: TaskEntity | None = self.session.scalars(
+                statement, execution_options=_REFRESH
+            ).one_or_none()
+            if task is None:  # it was claimed meanwhile
+                raise ValueError(f"task {task_id} was claimed meanwhile; it was not retried")
             self.session.commit()
         return task
 
     def get_active_tasks(self) -> list[TaskEntity]:
         """Tasks ASSIGNED or RUNNING."""
         query = select(TaskEntity).where(TaskEntity.status.in_(queue_sql.ACTIVE))
-        return list(self.session.scalars(query))
+        with self.reading("listing active tasks"):
+            return list(self.session.scalars(query, execution_options=_REFRESH))
 
     def filter_incomplete_tasks(self, task_ids: Sequence[str | uuid.UUID]) -> list[str]:
         """Those of ``task_ids`` that exist and are neither COMPLETED nor FAILED."""
@@ -190,7 +209,8 @@ class TaskRepository(BaseRepository[TaskEntity]):
         query = select(TaskEntity.id).where(
             TaskEntity.id.in_(parsed), TaskEntity.status.not_in(queue_sql.FINISHED)
         )
-        return [str(task_id) for task_id in self.session.scalars(query)]
+        with self.reading("filtering incomplete tasks"):
+            return [str(task_id) for task_id in self.session.scalars(query)]
 
     def update_expired_tasks(
         self, execution_timeout: float, heartbeat_timeout: float, max_retries: int
@@ -229,7 +249,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
                         },
                     )
                 statement = queue_sql.hand_back(task_id, status, result)
-                changed.extend(self.session.scalars(statement))
+                changed.extend(self.session.scalars(statement, execution_options=_REFRESH))
         return changed
 
     def heartbeat(self, task_ids: Sequence[str | uuid.UUID]) -> None:
@@ -258,7 +278,9 @@ class TaskRepository(BaseRepository[TaskEntity]):
         if status is not None:
             query = query.where(TaskEntity.status == Status(status))
         query = query.order_by(TaskEntity.created_at.desc(), TaskEntity.id)
-        return list(self.session.scalars(query.limit(limit).offset(offset)))
+        query = query.limit(limit).offset(offset)
+        with self.reading("listing tasks"):
+            return list(self.session.scalars(query, execution_options=_REFRESH))
 
     def count(self, user_id: str | None = None) -> dict[str, int]:
         """Tasks per status value, plus ``"total"``, optionally of one user."""
@@ -266,8 +288,9 @@ class TaskRepository(BaseRepository[TaskEntity]):
         if user_id is not None:
             query = query.where(TaskEntity.user_id == user_id)
         counts = {status.value: 0 for status in Status}
-        for status, number in self.session.execute(query):
-            counts[Status(status).value] = number
+        with self.reading("counting tasks"):
+            for status, number in self.session.execute(query):
+                counts[Status(status).value] = number
         counts["total"] = sum(counts.values())
         return counts
 
