@@ -10,7 +10,7 @@ map as a query would load them: persistent, clean, and the very objects that
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import Any, TypeVar
 
@@ -32,8 +32,21 @@ class Same:
         self.value = value
 
 
-Values = Sequence[Any] | Same
-"""A column's values: one per row, or the ``Same`` value for all rows."""
+class Encoded:
+    """Values already in the form the driver takes (JSON text, say): not converted again."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = values
+
+
+Values = Sequence[Any] | Same | Encoded
+"""A column's values: one per row, the ``Same`` value for all rows, or ``Encoded`` ones."""
+
+
+def _python_values(values: Values, count: int) -> Iterable[Any]:
+    if isinstance(values, Encoded):
+        raise TypeError("values encoded for the driver cannot fill entities")
+    return repeat(values.value, count) if isinstance(values, Same) else values
 
 
 def _is_clock(column: Column[Any]) -> bool:
@@ -115,6 +128,8 @@ class BulkInsert:
             if isinstance(values, Same):
                 value = process(values.value) if process else values.value
                 converted.append(repeat(value, count))
+            elif isinstance(values, Encoded):
+                converted.append(iter(values.values))
             else:
                 converted.append(iter([process(v) for v in values] if process else values))
             names.append(column.name)
@@ -145,10 +160,7 @@ class BulkInsert:
     def build(self, session: Session, columns: dict[str, Values], count: int) -> list[Any]:
         """Persistent, clean entities holding the inserted values, in row order."""
         keys = list(columns)
-        per_row = [
-            repeat(values.value, count) if isinstance(values, Same) else values
-            for values in columns.values()
-        ]
+        per_row = [_python_values(values, count) for values in columns.values()]
         manager = self.mapper.class_manager
         entity_class: Any = self.mapper.class_
         new_object = entity_class.__new__
@@ -185,10 +197,9 @@ def bulk_insert_columns(
         return []
     bulk = BulkInsert.of(entity_class)
     if bulk is None:
-        rows = [
-            {k: v.value if isinstance(v, Same) else v[i] for k, v in columns.items()}
-            for i in range(count)
-        ]
+        keys = list(columns)
+        per_row = zip(*(_python_values(values, count) for values in columns.values()), strict=True)
+        rows = [dict(zip(keys, row, strict=True)) for row in per_row]
         entities = [entity_class(**row) for row in rows]
         bulk_insert(session, entities)
         return entities
@@ -232,10 +243,11 @@ def bulk_insert(session: Session, entities: Sequence[BaseEntity]) -> None:
             continue
         bulk.insert(session.connection(), columns, len(group))
         identity_map = session.identity_map
-        for index, entity in enumerate(group):
+        keys = list(columns)
+        per_row = zip(*(_python_values(v, len(group)) for v in columns.values()), strict=True)
+        for entity, row in zip(group, per_row, strict=True):
             state = instance_state(entity)
-            for key, values in columns.items():
-                state.dict[key] = values.value if isinstance(values, Same) else values[index]
+            state.dict.update(zip(keys, row, strict=True))
             state.key = (bulk.mapper.class_, (state.dict[bulk.pk_key],), None)
             state._commit_all(state.dict)  # the values set in __init__ are now stored
             state.session_id = session.hash_key

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from aana.storage import queue_sql
-from aana.storage.bulk import BulkInsert, Same, Values
+from aana.storage.bulk import BulkInsert, Encoded, Same, Values
 from aana.storage.dialects import SQLITE_BEGIN_OPTION, notify_new_tasks, serialize_claims
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
@@ -87,15 +87,17 @@ class QueueManager:
             TypeError: An item cannot be stored as JSON; nothing is written.
 
         """
-        for index, data in enumerate(data_items):
+        encoded = [
             check_json(data, "task data" if len(data_items) == 1 else f"task data [{index}]")
+            for index, data in enumerate(data_items)
+        ]
         ids = [uuid.uuid4() for _ in data_items]
         if not ids:
             return []
         columns: dict[str, Values] = {
             "id": ids,
             "endpoint": Same(endpoint),
-            "data": data_items,
+            "data": Encoded(encoded),
             "priority": Same(priority),
             "user_id": Same(user_id),
         }

@@ -28,10 +28,13 @@ def parse_task_id(task_id: str | uuid.UUID) -> uuid.UUID | None:
         return None
 
 
-def check_json(value: Any, what: str) -> None:
-    """Raise ``TypeError`` unless ``value`` can be stored as JSON."""
+_JSON = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps(...) builds one per call
+
+
+def check_json(value: Any, what: str) -> str:
+    """``value`` as JSON text, or a ``TypeError`` if it cannot be stored as JSON."""
     try:
-        json.dumps(value, allow_nan=False)
+        return _JSON.encode(value)
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, booleans, "
