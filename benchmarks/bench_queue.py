@@ -352,9 +352,10 @@ def bench_defer(db: DbSettings) -> None:
     )
 
 
-def bench_latency(db: DbSettings) -> None:
+def bench_latency(db: DbSettings, per_user_limit: bool) -> None:
     app = use(db)
-    worker = start_workers(db, "--processes", "1", "--concurrency", "1")
+    limit = [] if per_user_limit else ["--max-active-per-user", "0"]
+    worker = start_workers(db, "--processes", "1", "--concurrency", "1", *limit)
     ids = app.defer_many("stamp", [{} for _ in range(3)])
     wait_until(lambda: all(app.get_task(i).status == Status.COMPLETED for i in ids), step=0.05)
     latencies = []
@@ -367,12 +368,17 @@ def bench_latency(db: DbSettings) -> None:
         )
         latencies.append((app.get_task(task_id).result - before) * 1000)
     stop_workers(worker)
+    label = "per-user limit 25" if per_user_limit else "no per-user limit"
     report(
-        "PostgreSQL: idle worker, defer -> handler start, median",
+        f"PostgreSQL: idle worker ({label}), defer -> handler start, median",
         statistics.median(latencies),
         "ms",
     )
-    report("PostgreSQL: idle worker, defer -> handler start, p95", sorted(latencies)[94], "ms")
+    report(
+        f"PostgreSQL: idle worker ({label}), defer -> handler start, p95",
+        sorted(latencies)[94],
+        "ms",
+    )
 
 
 # --- SQLite ---
@@ -417,11 +423,12 @@ def main() -> None:
         bench_defer(db)
     finally:
         drop_pg_database(db)
-    db = new_pg_database()
-    try:
-        bench_latency(db)
-    finally:
-        drop_pg_database(db)
+    for per_user_limit in (False, True):
+        db = new_pg_database()
+        try:
+            bench_latency(db, per_user_limit)
+        finally:
+            drop_pg_database(db)
     with tempfile.TemporaryDirectory() as folder:
         bench_sqlite(Path(folder))
 
