@@ -11,12 +11,11 @@ from aana.core.models.captions import Caption
 from aana.storage.models.base import BaseEntity, TimeStampEntity
 
 
-def check_frame(frame_id: int, timestamp: float) -> None:
-    """Raise ``ValueError`` unless ``frame_id`` and ``timestamp`` are non-negative."""
-    if frame_id < 0:
-        raise ValueError(f"frame_id must be >= 0, got {frame_id!r}")
-    if timestamp < 0:
-        raise ValueError(f"timestamp must be >= 0, got {timestamp!r}")
+def check_non_negative(name: str, value: float) -> float:
+    """Return ``value`` unless it is negative, then raise ``ValueError`` naming ``name``."""
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
 
 
 class CaptionEntity(BaseEntity, TimeStampEntity):
@@ -42,9 +41,7 @@ class CaptionEntity(BaseEntity, TimeStampEntity):
 
     @validates("frame_id", "timestamp")
     def _check_non_negative(self, key: str, value: float) -> float:
-        if value is not None and value < 0:
-            raise ValueError(f"{key} must be >= 0, got {value!r}")
-        return value
+        return check_non_negative(key, value)
 
     @classmethod
     def from_caption_output(

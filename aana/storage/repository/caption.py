@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from aana.core.models.captions import Caption
 from aana.storage.bulk import Same, Values, bulk_insert_columns
-from aana.storage.models.caption import CaptionEntity, check_frame
+from aana.storage.models.caption import CaptionEntity, check_non_negative
 from aana.storage.repository.base import BaseRepository
 
 T = TypeVar("T", bound=CaptionEntity)
@@ -57,7 +57,8 @@ class CaptionRepository(BaseRepository[T]):
                 f"({len(frame_ids)}) must have the same length: one of each per frame"
             )
         if frame_ids and timestamps:
-            check_frame(min(frame_ids), min(timestamps))
+            check_non_negative("frame_id", min(frame_ids))
+            check_non_negative("timestamp", min(timestamps))
         columns: dict[str, Values] = {
             "model": Same(model_name),
             "caption": captions,

@@ -55,10 +55,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
     @contextmanager
     def _write_transaction(self, action: str) -> Iterator[None]:
-        """A transaction of its own, holding SQLite's write lock from its start.
-
-        Pending changes of the session are committed first, so the claim starts afresh.
-        """
+        """A write (see ``writing``) that commits when the block ends."""
         with self.writing(action):
             yield
             self.session.commit()
