@@ -77,8 +77,12 @@ class TaskQueueMixin:
         return register
 
     def task_queue(self) -> QueueManager:
-        """The queue manager on the configured database."""
-        return QueueManager(self.settings.db_config.get_engine())
+        """The queue manager on the configured database, built again only if it changes."""
+        engine = self.settings.db_config.get_engine()
+        manager: QueueManager | None = getattr(self, "_task_queue", None)
+        if manager is None or manager.engine is not engine:
+            manager = self._task_queue = QueueManager(engine)
+        return manager
 
     def defer(self, endpoint: str, data: Any, priority: int = 0, user_id: str | None = None) -> str:
         """Store a task for a worker to run; returns its id.
