@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import instance_state
 
 from aana.storage import dialects
 from aana.storage.dialects import utcnow
+from aana.storage.loading import load_entities
 from aana.storage.models.base import BaseEntity
 
 E = TypeVar("E", bound=BaseEntity)
@@ -159,30 +160,8 @@ class BulkInsert:
 
     def build(self, session: Session, columns: dict[str, Values], count: int) -> list[Any]:
         """Persistent, clean entities holding the inserted values, in row order."""
-        keys = list(columns)
         per_row = [_python_values(values, count) for values in columns.values()]
-        manager = self.mapper.class_manager
-        entity_class: Any = self.mapper.class_
-        new_object = entity_class.__new__
-        new_state = manager._state_constructor
-        attach_state = manager._state_setter
-        add_to_identity_map = session.identity_map._add_unpresent
-        session_key = session.hash_key
-        pk_index = keys.index(self.pk_key)
-        entities = []
-        # What the ORM's loader does for each row it loads (sqlalchemy.orm.loading): a
-        # new state with its identity key, attached to the session, in the identity map.
-        for row in zip(*per_row, strict=False):
-            entity = new_object(entity_class)
-            entity.__dict__.update(zip(keys, row, strict=True))
-            state = new_state(entity, manager)
-            attach_state(entity, state)
-            identity_key = (entity_class, (row[pk_index],), None)
-            state.key = identity_key
-            state.session_id = session_key
-            add_to_identity_map(state, identity_key)
-            entities.append(entity)
-        return entities
+        return load_entities(session, self.mapper, list(columns), zip(*per_row, strict=False))
 
 
 def bulk_insert_columns(

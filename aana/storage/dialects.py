@@ -16,7 +16,18 @@ from typing import Any, Literal
 import psycopg
 import psycopg.errors
 from psycopg import sql as pg_sql
-from sqlalchemy import Column, Connection, Engine, Table, event, func, literal, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    Table,
+    event,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -24,7 +35,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from aana.storage.types import UtcDateTime
+from aana.storage.types import JsonType, UtcDateTime
 
 SQLITE_BEGIN_OPTION = "aana_sqlite_begin"
 """Execution option naming how a SQLite transaction begins (``"IMMEDIATE"`` takes the
@@ -64,6 +75,24 @@ def _utcnow_sqlite(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
         return f"strftime('{_SQLITE_NOW_FORMAT}', 'now')"
     shift = compiler.process(element.clauses, **kw)
     return f"strftime('{_SQLITE_NOW_FORMAT}', 'now', ({shift}) || ' seconds')"
+
+
+class json_text(FunctionElement[Any]):
+    """JSON given as text (already encoded), stored in a JSON column."""
+
+    type = JsonType
+    inherit_cache = True
+    name = "json_text"
+
+
+@compiles(json_text, "postgresql")
+def _json_text_postgresql(element: json_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS JSONB)"
+
+
+@compiles(json_text, "sqlite")
+def _json_text_sqlite(element: json_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
 
 
 def sqlite_engine_options(path: str, connection_timeout: int) -> dict[str, Any]:
@@ -135,6 +164,26 @@ def configure_sqlite_engine(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def set_autocommit(dbapi_connection: Any, dialect: Dialect, on: bool) -> None:
+    """Make each statement on the driver's connection commit by itself, or stop that.
+
+    The sqlite3 connections of our engines always do, unless a BEGIN was sent: BEGIN is
+    ours to write (see ``configure_sqlite_engine``). psycopg's are switched.
+    """
+    if dialect.name == "postgresql":
+        dbapi_connection.autocommit = on
+
+
+def begin(dbapi_connection: Any, dialect: Dialect) -> None:
+    """Begin a write transaction on the driver's connection.
+
+    SQLite's begins IMMEDIATE, taking the write lock up front; psycopg begins one by
+    itself before the first statement.
+    """
+    if dialect.name != "postgresql":
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
+
 ViolationKind = Literal["primary_key", "unique", "check", "foreign_key", "not_null", "other"]
 
 
@@ -180,14 +229,17 @@ def violation_of(driver_error: BaseException | None) -> Violation:
 _QUEUE_LOCK_KEY = 0x6161_6E61  # "aana": the advisory lock that serialises fair claims
 
 
-def serialize_claims(connection: Connection) -> None:
-    """Make concurrent claimers of the task queue take turns, until the transaction ends.
+_CLAIM_LOCK = select(func.pg_advisory_xact_lock(_QUEUE_LOCK_KEY))
 
-    SQLite already does: a claim's transaction begins IMMEDIATE, taking the one write
-    lock. PostgreSQL takes a transaction-scoped advisory lock.
+
+def claim_lock(dialect: Dialect) -> Select[Any] | None:
+    """The statement that makes concurrent claimers of the queue take turns.
+
+    Run first in a claim's transaction; the turn lasts until the transaction ends. None
+    on SQLite, where the claim's transaction (begun IMMEDIATE) holds the one write lock.
+    PostgreSQL takes a transaction-scoped advisory lock.
     """
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock(_QUEUE_LOCK_KEY)))
+    return _CLAIM_LOCK if dialect.name == "postgresql" else None
 
 
 def insert_with_new_ids(
@@ -308,17 +360,8 @@ def exclusive_migrations(connection: Connection) -> Iterator[None]:
 
 
 TASKS_CHANNEL = "aana_tasks"
-"""The PostgreSQL notification channel on which new tasks are announced."""
-
-
-def notify_new_tasks(connection: Connection) -> None:
-    """Wake idle workers when the current transaction commits.
-
-    PostgreSQL delivers the notification at commit; SQLite has no such thing, and its
-    workers poll instead.
-    """
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_notify(TASKS_CHANNEL, "")))
+"""The PostgreSQL notification channel on which new tasks are announced (by a trigger on
+the tasks table: migration ``0003_notify_new_tasks``)."""
 
 
 def supports_notifications(engine: Engine) -> bool:

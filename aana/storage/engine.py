@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy import Engine, event
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
@@ -61,12 +61,18 @@ def _report_connection_errors(engine: Engine) -> None:
     def _on_error(context: ExceptionContext) -> None:
         if context.connection is not None or context.is_pre_ping:
             return  # a statement failed on a live connection: not a connection problem
-        where = dialects.describe_database(engine.url)
-        cause = str(context.original_exception).strip().splitlines()[0]
-        raise DatabaseConnectionException(
-            f"Cannot connect to {where}: {cause}. Check that the server is running and "
-            "reachable, and the datastore_config settings."
-        ) from context.sqlalchemy_exception
+        error = connection_error(engine.url, context.original_exception)
+        raise error from context.sqlalchemy_exception
+
+
+def connection_error(url: URL, error: BaseException) -> DatabaseConnectionException:
+    """What to raise when no connection to the database at ``url`` could be made."""
+    where = dialects.describe_database(url)
+    cause = str(error).strip().splitlines()[0]
+    return DatabaseConnectionException(
+        f"Cannot connect to {where}: {cause}. Check that the server is running and "
+        "reachable, and the datastore_config settings."
+    )
 
 
 def _configure(engine: Engine, datastore_type: DbType, settings: DbSettings) -> None:

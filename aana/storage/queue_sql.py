@@ -19,22 +19,26 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Float,
+    Insert,
+    Integer,
     Select,
+    String,
     Update,
     and_,
     bindparam,
     delete,
-    false,
     func,
-    literal,
+    insert,
     null,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.orm import InstrumentedAttribute
 
-from aana.storage.dialects import utcnow
-from aana.storage.models.task import Status, TaskEntity
+from aana.storage.dialects import json_text, utcnow
+from aana.storage.models.task import CLAIMABLE_SQL, Status, TaskEntity
 from aana.storage.types import JsonType, UtcDateTime
 
 Task = TaskEntity
@@ -43,43 +47,67 @@ ACTIVE = (Status.ASSIGNED, Status.RUNNING)
 FINISHED = (Status.COMPLETED, Status.FAILED)
 
 
-def claimable(max_retries: int, retryable_exceptions: Sequence[str] | None) -> ColumnElement[bool]:
-    """New or handed-back tasks, and failed ones worth another attempt."""
-    retryable: ColumnElement[bool] = false()
-    if retryable_exceptions:
-        retryable = and_(
-            Task.status == Status.FAILED,
-            Task.num_retries < max_retries,
-            Task.result["error"].as_string().in_(list(retryable_exceptions)),
-        )
-    return or_(Task.status.in_(CLAIMABLE), retryable)
+TASK_COLUMNS = tuple(Task.__table__.c)
+"""Every column of a task: what statements return for the repository to load tasks."""
+
+JOB_COLUMNS = (Task.id, Task.num_retries, Task.assigned_at, Task.endpoint, Task.data, Task.user_id)
+"""What a worker needs of a task it claims: the attempt, and what to run."""
+
+
+def one_of(
+    column: ColumnElement[Any] | InstrumentedAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``column IN values``, one bound parameter per value.
+
+    Not an "expanding" parameter: the statement's SQL is then the same on every call,
+    so it is compiled once and can be prepared by the server.
+    """
+    return or_(*(column == value for value in values))
+
+
+def claimable(retryable_exceptions: tuple[str, ...]) -> ColumnElement[bool]:
+    """New or handed-back tasks, and failed ones worth another attempt.
+
+    Parameters: ``max_retries`` (when there are retryable exceptions).
+    """
+    # The very predicate of the claim-order index, so the planner reads that index.
+    condition: ColumnElement[bool] = text(CLAIMABLE_SQL)  # type: ignore[assignment]
+    if not retryable_exceptions:
+        return condition
+    retryable = and_(
+        Task.status == Status.FAILED,
+        Task.num_retries < bindparam("max_retries", type_=Integer()),
+        one_of(Task.result["error"].as_string(), retryable_exceptions),
+    )
+    return or_(condition, retryable)
 
 
 def claim_candidates(
-    limit: int | None,
-    max_retries: int,
-    retryable_exceptions: Sequence[str] | None,
-    max_active_per_user: int | None,
+    retryable_exceptions: tuple[str, ...], per_user: bool, limited: bool
 ) -> Select[Any]:
     """Ids of the tasks to claim next: high priority first, then oldest first.
 
-    With ``max_active_per_user``, a user's tasks are ranked and only as many are taken
-    as the user has room for beside the tasks already assigned or running. Window
-    functions exclude ``FOR UPDATE``; the caller serialises such claims instead.
+    Parameters: ``limit`` (when ``limited``), ``max_active`` (when ``per_user``).
+
+    With ``per_user``, a user's tasks are ranked and only as many are taken as the user
+    has room for beside the tasks already assigned or running. Window functions exclude
+    ``FOR UPDATE``; the caller serialises such claims instead (``claim_lock``).
     """
-    condition = claimable(max_retries, retryable_exceptions)
+    condition = claimable(retryable_exceptions)
     order = (Task.priority.desc(), Task.created_at, Task.id)
-    if max_active_per_user is None:
+    limit = bindparam("limit", type_=Integer()) if limited else None
+    if not per_user:
         query = select(Task.id).where(condition).order_by(*order).limit(limit)
         return query.with_for_update(skip_locked=True)
 
+    max_active = bindparam("max_active", type_=Integer())
     active = (
         select(Task.user_id, func.count().label("active"))
-        .where(Task.status.in_(ACTIVE), Task.user_id.is_not(None))
+        .where(one_of(Task.status, ACTIVE), Task.user_id.is_not(None))
         .group_by(Task.user_id)
         .subquery("active")
     )
-    full = select(active.c.user_id).where(active.c.active >= max_active_per_user)
+    full = select(active.c.user_id).where(active.c.active >= max_active)
     # Only the head of the queue is ranked (it reads the claim-order index): users at
     # their limit are skipped, and a user with room gets at most that much of the head.
     head = (
@@ -98,7 +126,7 @@ def claim_candidates(
         )
         .label("rank"),
     ).subquery("ranked")
-    room = literal(max_active_per_user) - func.coalesce(active.c.active, 0)
+    room = max_active - func.coalesce(active.c.active, 0)
     return (
         select(ranked.c.id)
         .select_from(ranked.outerjoin(active, ranked.c.user_id == active.c.user_id))
@@ -108,41 +136,71 @@ def claim_candidates(
     )
 
 
-def claim(
-    candidates: Select[Any], max_retries: int, retryable_exceptions: Sequence[str] | None
-) -> Update:
-    """Mark the candidate tasks ASSIGNED, re-checking that each is still claimable."""
-    return _claim(candidates, max_retries, retryable_exceptions, Status.ASSIGNED).returning(Task)
+class ClaimRequest(NamedTuple):
+    """What to claim: how many tasks (None: all), and which are eligible."""
+
+    limit: int | None
+    max_retries: int
+    retryable_exceptions: Sequence[str] | None
+    maximum_active_tasks_per_user: int | None
+
+    def parameters(self) -> dict[str, Any]:
+        """The values of the claim statement's parameters."""
+        return {
+            "limit": self.limit,
+            "max_retries": self.max_retries,
+            "max_active": self.maximum_active_tasks_per_user,
+        }
+
+    @property
+    def fair(self) -> bool:
+        """Whether the per-user limit applies (such claims must take turns)."""
+        return self.maximum_active_tasks_per_user is not None
 
 
-def _claim(
-    candidates: Select[Any],
-    max_retries: int,
-    retryable_exceptions: Sequence[str] | None,
-    status: Status,
-) -> Update:
-    return (
+def claim(request: ClaimRequest, job: bool = False) -> Update:
+    """Claim the tasks ``request`` asks for, re-checking that each is still claimable.
+
+    By default they become ASSIGNED and every column is returned. A ``job`` claim, by a
+    worker that starts what it claims in the same transaction, makes them RUNNING
+    straight away (ASSIGNED would never be seen; the claim's fence is the same) and
+    returns ``JOB_COLUMNS``. Run it with ``request.parameters()``.
+    """
+    retryable = tuple(request.retryable_exceptions or ())
+    return _claim(retryable, request.fair, request.limit is not None, job)
+
+
+@cache
+def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool) -> Update:
+    candidates = claim_candidates(retryable, per_user, limited)
+    statement = (
         update(Task)
-        .where(Task.id.in_(candidates), claimable(max_retries, retryable_exceptions))
+        .where(Task.id.in_(candidates), claimable(retryable))
         .values(
-            status=status,
+            status=Status.RUNNING if job else Status.ASSIGNED,
             assigned_at=utcnow(),
             updated_at=utcnow(),
             num_retries=Task.num_retries + 1,
         )
     )
+    return statement.returning(*(JOB_COLUMNS if job else TASK_COLUMNS))
 
 
-def claim_jobs(
-    candidates: Select[Any], max_retries: int, retryable_exceptions: Sequence[str] | None
-) -> Update:
-    """Claim tasks straight into RUNNING; returns what a worker needs to run them.
+@cache
+def new_task() -> Insert:
+    """Store one task as CREATED.
 
-    The worker starts what it claims in the same statement, so ASSIGNED would never be
-    seen; the claim's fence (``num_retries``, ``assigned_at``) is the same.
+    Parameters: ``id``, ``endpoint``, ``data`` (its JSON text), ``priority``, ``user``.
     """
-    return _claim(candidates, max_retries, retryable_exceptions, Status.RUNNING).returning(
-        Task.id, Task.num_retries, Task.assigned_at, Task.endpoint, Task.data, Task.user_id
+    return insert(Task).values(
+        id=bindparam("id", type_=Task.__table__.c.id.type),
+        endpoint=bindparam("endpoint", type_=String()),
+        data=json_text(bindparam("data", type_=String())),
+        priority=bindparam("priority", type_=Integer()),
+        user_id=bindparam("user", type_=String()),
+        status=Status.CREATED,
+        progress=0.0,
+        num_retries=0,
     )
 
 
@@ -179,7 +237,7 @@ def _set_status(status: Status, with_progress: bool, with_result: bool) -> Updat
         values["assigned_at"] = utcnow()
         values["num_retries"] = Task.num_retries + 1
     task_id = bindparam("task_id", type_=Task.__table__.c.id.type)
-    return update(Task).where(Task.id == task_id).values(values).returning(Task)
+    return update(Task).where(Task.id == task_id).values(values).returning(*TASK_COLUMNS)
 
 
 def retry(task_id: UUID) -> Update:
@@ -251,26 +309,8 @@ class Attempt(NamedTuple):
     assigned_at: datetime
 
 
-def held(attempts: Sequence[Attempt], *statuses: Status) -> ColumnElement[bool]:
-    """Rows still in one of ``statuses`` for exactly these attempts."""
-    return and_(
-        Task.status.in_(statuses),
-        or_(
-            *(
-                and_(
-                    Task.id == attempt.task_id,
-                    Task.num_retries == attempt.number,
-                    Task.assigned_at == attempt.assigned_at,
-                )
-                for attempt in attempts
-            )
-        ),
-    )
-
-
-def _held_one(*statuses: Status) -> ColumnElement[bool]:
-    # The same fence with bound parameters, for one statement executed over many rows
-    # (``attempt_params``): its SQL is compiled once and cached.
+def held(*statuses: Status) -> ColumnElement[bool]:
+    """Rows still in one of ``statuses`` for the attempt given by ``attempt_params``."""
     return and_(
         Task.id == bindparam("fence_id", type_=Task.__table__.c.id.type),
         Task.num_retries == bindparam("fence_number"),
@@ -289,11 +329,13 @@ def attempt_params(attempt: Attempt) -> dict[str, Any]:
     }
 
 
+@cache
 def start_many() -> Update:
     """Mark a claimed attempt RUNNING if its claim still holds (run over many rows)."""
-    return update(Task).where(_held_one(Status.ASSIGNED)).values(status=Status.RUNNING)
+    return update(Task).where(held(Status.ASSIGNED)).values(status=Status.RUNNING)
 
 
+@cache
 def finish_many() -> Update:
     """Store a running attempt's outcome if it still holds its task (run over many rows).
 
@@ -302,7 +344,7 @@ def finish_many() -> Update:
     """
     return (
         update(Task)
-        .where(_held_one(Status.RUNNING))
+        .where(held(Status.RUNNING))
         .values(
             status=bindparam("new_status", type_=Task.__table__.c.status.type),
             result=bindparam("new_result", type_=JsonType),
@@ -312,27 +354,33 @@ def finish_many() -> Update:
     )
 
 
+@cache
 def release_many() -> Update:
     """Hand an unfinished attempt back as NOT_FINISHED (run over many rows)."""
-    return update(Task).where(_held_one(*ACTIVE)).values(status=Status.NOT_FINISHED)
+    return update(Task).where(held(*ACTIVE)).values(status=Status.NOT_FINISHED)
 
 
+@cache
 def heartbeat_many() -> Update:
     """Keep an attempt alive; a task claimed again since is left alone (many rows)."""
-    return update(Task).where(_held_one(*ACTIVE)).values(updated_at=utcnow())
+    return update(Task).where(held(*ACTIVE)).values(updated_at=utcnow())
 
 
-def attempts_state(attempts: Sequence[Attempt]) -> Select[UUID, Status]:
-    """Current status of the tasks of those attempts that still hold them."""
-    return select(Task.id, Task.status).where(held(attempts, *Status))
+@cache
+def attempt_state() -> Select[UUID, Status]:
+    """The task of one attempt and its status, if the attempt still holds it."""
+    return select(Task.id, Task.status).where(held(*Status))
 
 
-def report_progress(attempt: Attempt, progress: float) -> Update:
-    """Record a running attempt's progress (which is also a heartbeat)."""
+@cache
+def report_progress() -> Update:
+    """Record a running attempt's ``progress`` (which is also a heartbeat)."""
+    progress = bindparam("progress", type_=Float())
     return (
         update(Task)
-        .where(held([attempt], Status.RUNNING))
+        .where(held(Status.RUNNING))
         .values(progress=progress, updated_at=utcnow())
+        .returning(Task.id)
     )
 
 

@@ -1,8 +1,9 @@
 """The queue manager: the worker's and the application's operations on the tasks table.
 
-Each method is one short transaction of statements from ``aana.storage.queue_sql``.
-The hot path uses Core statements on a connection, not ORM objects: a worker writes
-tens of thousands of rows a minute and needs none of the unit of work's bookkeeping.
+Each method is one short transaction of statements from ``aana.storage.queue_sql``,
+run on the driver's connection (``aana.storage.driver``), not through ORM objects: a
+worker writes tens of thousands of rows a minute and needs none of the unit of work's
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,28 +14,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from aana.storage import queue_sql
+from aana.storage import driver, queue_sql
 from aana.storage.bulk import BulkInsert, Encoded, Same, Values
-from aana.storage.dialects import SQLITE_BEGIN_OPTION, notify_new_tasks, serialize_claims
+from aana.storage.dialects import claim_lock
+from aana.storage.driver import DriverConnection
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
-from aana.storage.queue_sql import FINISHED, Attempt
+from aana.storage.queue_sql import FINISHED, Attempt, ClaimRequest
 from aana.storage.repository.task import TaskRepository, check_json
 
-__all__ = ["Attempt", "Job", "QueueManager", "check_json"]
-
-
-@dataclass(frozen=True)
-class ClaimRequest:
-    """What a worker asks for: how many tasks, and which are eligible."""
-
-    limit: int
-    max_retries: int
-    retryable_exceptions: Sequence[str] | None
-    maximum_active_tasks_per_user: int | None
+__all__ = ["Attempt", "ClaimRequest", "Job", "QueueManager", "check_json"]
 
 
 @dataclass(frozen=True)
@@ -67,12 +59,10 @@ class QueueManager:
         self._bulk_tasks = bulk_tasks
 
     @contextmanager
-    def _writing(self, action: str) -> Iterator[Connection]:
-        # On SQLite a write transaction takes the write lock up front (BEGIN IMMEDIATE).
-        with translate_errors(action), self.engine.connect() as connection:
-            connection = connection.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-            with connection.begin():
-                yield connection
+    def _writing(self, action: str) -> Iterator[DriverConnection]:
+        # One transaction; SQLite's takes the write lock up front (BEGIN IMMEDIATE).
+        with translate_errors(action), driver.transaction(self.engine) as connection:
+            yield connection
 
     def defer(
         self,
@@ -81,7 +71,10 @@ class QueueManager:
         priority: int = 0,
         user_id: str | None = None,
     ) -> list[uuid.UUID]:
-        """Store tasks as CREATED in one statement and wake idle workers.
+        """Store tasks as CREATED in one statement; idle workers are woken.
+
+        On PostgreSQL every insert into the tasks table notifies the workers (a trigger
+        of the migrations), so the notification costs no round trip here.
 
         Raises:
             TypeError: An item cannot be stored as JSON; nothing is written.
@@ -92,6 +85,12 @@ class QueueManager:
             for index, data in enumerate(data_items)
         ]
         ids = [uuid.uuid4() for _ in data_items]
+        if len(ids) == 1:
+            values: dict[str, Any] = {"id": ids[0], "endpoint": endpoint, "data": encoded[0]}
+            values.update(priority=priority, user=user_id)
+            with translate_errors("deferring a task"):
+                driver.execute_once(self.engine, queue_sql.new_task(), values)
+            return ids
         if not ids:
             return []
         columns: dict[str, Values] = {
@@ -101,9 +100,8 @@ class QueueManager:
             "priority": Same(priority),
             "user_id": Same(user_id),
         }
-        with self._writing(f"deferring {len(ids)} task(s)") as connection:
+        with translate_errors(f"deferring {len(ids)} tasks"), self.engine.begin() as connection:
             self._bulk_tasks.insert(connection, columns, len(ids), clock=False)
-            notify_new_tasks(connection)
         return ids
 
     def claim(
@@ -169,37 +167,32 @@ class QueueManager:
         with self._writing(f"settling {len(outcomes)} task(s) and claiming") as db:
             finished = [attempt for attempt, status, _ in outcomes if status is not None]
             written = {attempt.task_id for attempt in finished}
-            if results and db.execute(queue_sql.finish_many(), results).rowcount != len(results):
+            if results and db.execute_many(queue_sql.finish_many(), results) != len(results):
                 written = self._still_held(db, finished, FINISHED)
             if unstarted:
-                db.execute(queue_sql.release_many(), unstarted)
+                db.execute_many(queue_sql.release_many(), unstarted)
             if claim is not None:
                 jobs = self._claim(db, claim)
         return written, jobs
 
     @staticmethod
     def _still_held(
-        db: Connection, attempts: Sequence[Attempt], statuses: Sequence[Status]
+        db: DriverConnection, attempts: Sequence[Attempt], statuses: Sequence[Status]
     ) -> set[uuid.UUID]:
-        rows = db.execute(queue_sql.attempts_state(attempts))
-        return {task_id for task_id, status in rows if Status(status) in statuses}
+        held: set[uuid.UUID] = set()
+        for attempt in attempts:
+            rows = db.execute(queue_sql.attempt_state(), queue_sql.attempt_params(attempt))
+            held.update(task_id for task_id, status in rows if Status(status) in statuses)
+        return held
 
     @staticmethod
-    def _claim(db: Connection, request: ClaimRequest) -> list[Job]:
-        candidates = queue_sql.claim_candidates(
-            request.limit,
-            request.max_retries,
-            request.retryable_exceptions,
-            request.maximum_active_tasks_per_user,
-        )
-        if request.maximum_active_tasks_per_user is not None:
-            serialize_claims(db)
-        statement = queue_sql.claim_jobs(
-            candidates, request.max_retries, request.retryable_exceptions
-        )
+    def _claim(db: DriverConnection, request: ClaimRequest) -> list[Job]:
+        if request.fair and (lock := claim_lock(db.dialect)) is not None:
+            db.execute(lock)
+        rows = db.execute(queue_sql.claim(request, job=True), request.parameters())
         return [
             Job(Attempt(task_id, number, assigned_at), endpoint, data, user_id)
-            for task_id, number, assigned_at, endpoint, data, user_id in db.execute(statement)
+            for task_id, number, assigned_at, endpoint, data, user_id in rows
         ]
 
     def start(self, jobs: Sequence[Job]) -> list[Job]:
@@ -208,7 +201,7 @@ class QueueManager:
             return []
         params = [queue_sql.attempt_params(job.attempt) for job in jobs]
         with self._writing("starting tasks") as db:
-            if db.execute(queue_sql.start_many(), params).rowcount == len(params):
+            if db.execute_many(queue_sql.start_many(), params) == len(params):
                 return list(jobs)
             running = self._still_held(db, [job.attempt for job in jobs], (Status.RUNNING,))
         return [job for job in jobs if job.id in running]
@@ -219,15 +212,16 @@ class QueueManager:
 
     def report_progress(self, attempt: Attempt, progress: float) -> bool:
         """Record progress; False if the attempt no longer holds its task."""
-        with self._writing("reporting progress") as connection:
-            return connection.execute(queue_sql.report_progress(attempt, progress)).rowcount > 0
+        params = {**queue_sql.attempt_params(attempt), "progress": progress}
+        with translate_errors("reporting progress"):
+            return bool(driver.execute_once(self.engine, queue_sql.report_progress(), params))
 
     def heartbeat(self, attempts: Sequence[Attempt]) -> None:
         """Keep these attempts' tasks from expiring."""
         if attempts:
-            with self._writing("sending heartbeats") as connection:
+            with self._writing("sending heartbeats") as db:
                 params = [queue_sql.attempt_params(attempt) for attempt in attempts]
-                connection.execute(queue_sql.heartbeat_many(), params)
+                db.execute_many(queue_sql.heartbeat_many(), params)
 
     def release(self, attempts: Sequence[Attempt]) -> set[uuid.UUID]:
         """Hand unfinished attempts back to the queue (NOT_FINISHED); returns their ids."""
@@ -235,7 +229,7 @@ class QueueManager:
             return set()
         params = [queue_sql.attempt_params(attempt) for attempt in attempts]
         with self._writing("handing back tasks") as db:
-            if db.execute(queue_sql.release_many(), params).rowcount == len(params):
+            if db.execute_many(queue_sql.release_many(), params) == len(params):
                 return {attempt.task_id for attempt in attempts}
             return self._still_held(db, attempts, (Status.NOT_FINISHED,))
 

@@ -265,3 +265,33 @@ def test_update_status__leaving_a_finished_state_clears_completed_at(session):
 
 def test_exists__malformed_task_id_is_false(session):
     assert TaskRepository(session).exists("not-a-uuid") is False
+
+
+def test_update_status__refreshes_the_sessions_own_object(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    session.expire(task)
+    updated = repository.update_status(task.id, Status.RUNNING, progress=0.25)
+    assert updated is task and session.get(TaskEntity, task.id) is task
+    assert (task.status, task.progress) == (Status.RUNNING, 0.25)
+    assert not session.dirty and not session.in_transaction()
+
+
+def test_update_status__pending_changes_are_committed_with_it(session, db):
+    from aana.storage.models import VideoEntity
+
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    session.add(VideoEntity(id="pending-video", title="t", description="d"))
+    repository.update_status(task.id, Status.COMPLETED, result={"ok": True})
+    with get_session() as other:
+        assert other.get(VideoEntity, "pending-video") is not None
+        assert other.get(TaskEntity, task.id).status == Status.COMPLETED
+
+
+def test_fetch__returns_the_sessions_objects_fresh(session):
+    repository = TaskRepository(session)
+    tasks = make_tasks(session, 3)
+    claimed = repository.fetch_unprocessed_tasks(limit=2)
+    assert len(claimed) == 2 and all(task.status == Status.ASSIGNED for task in claimed)
+    assert all(any(task is made for made in tasks) for task in claimed)

@@ -8,12 +8,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, Update, func, select
 from sqlalchemy.orm import Session
 
 from aana.exceptions.db import NotFoundException
-from aana.storage import queue_sql
-from aana.storage.dialects import serialize_claims
+from aana.storage import driver, queue_sql
+from aana.storage.dialects import claim_lock
+from aana.storage.errors import translate_errors
+from aana.storage.loading import load_entities
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.base import BaseRepository
 
@@ -41,6 +43,9 @@ def check_json(value: Any, what: str) -> str:
             f"None; no NaN or infinity): {error}. Convert other values, e.g. str(path)."
         ) from None
 
+
+_TASK_KEYS = [column.key for column in queue_sql.TASK_COLUMNS]
+"""Attribute names of ``TASK_COLUMNS`` (the columns are named as the attributes)."""
 
 _REFRESH = {"synchronize_session": False, "populate_existing": True}
 """Options for statements returning tasks: the rows returned refresh the loaded tasks."""
@@ -123,14 +128,12 @@ class TaskRepository(BaseRepository[TaskEntity]):
                 running gets no more claimed until some finish.
 
         """
-        candidates = queue_sql.claim_candidates(
+        request = queue_sql.ClaimRequest(
             limit, max_retries, retryable_exceptions, maximum_active_tasks_per_user
         )
-        statement = queue_sql.claim(candidates, max_retries, retryable_exceptions)
-        with self._write_transaction("claiming tasks"):
-            if maximum_active_tasks_per_user is not None:
-                serialize_claims(self.session.connection())
-            tasks = list(self.session.scalars(statement, execution_options=_REFRESH))
+        tasks = self._write_tasks(
+            "claiming tasks", queue_sql.claim(request), request.parameters(), fair=request.fair
+        )
         tasks.sort(key=lambda task: (-task.priority, task.created_at))
         return tasks
 
@@ -161,15 +164,57 @@ class TaskRepository(BaseRepository[TaskEntity]):
         statement, params = queue_sql.set_status(
             parsed, Status(status), progress, result, has_result
         )
-        with self.writing(f"updating task {parsed}"):
-            task: TaskEntity | None = self.session.scalars(
-                statement, params, execution_options=_REFRESH
-            ).one_or_none()
-            if task is None:
-                raise NotFoundException(self.table_name, task_id)
-            if commit:
-                self.session.commit()
-        return task
+        tasks = self._write_tasks(f"updating task {parsed}", statement, params, commit=commit)
+        if not tasks:
+            raise NotFoundException(self.table_name, task_id)
+        return tasks[0]
+
+    def _write_tasks(
+        self,
+        action: str,
+        statement: Update,
+        params: dict[str, Any],
+        fair: bool = False,
+        commit: bool = True,
+    ) -> list[TaskEntity]:
+        """Run a statement returning ``TASK_COLUMNS`` and load the tasks it returns.
+
+        The queue's hot path. When the session is bound to an engine and holds no
+        unsaved changes, the statement runs alone on a driver connection, committed by
+        itself, without the session's transaction and the ORM's per-statement work
+        (``aana.storage.driver``); a read transaction the session has open is ended
+        first, as ``writing`` does. Otherwise it runs in the session's transaction.
+
+        Args:
+            action: What is being done, for error messages.
+            statement: The UPDATE, returning ``TASK_COLUMNS``.
+            params: Its parameters.
+            fair: Take the claimers' turn first (``claim_lock``).
+            commit: Commit when done (only then may the driver path be taken).
+
+        """
+        bind = self.session.get_bind(TaskEntity)
+        if commit and isinstance(bind, Engine) and not self._has_pending_changes():
+            if self.session.in_transaction():
+                self._end_transaction()
+            lock = claim_lock(bind.dialect) if fair else None
+            with translate_errors(action):
+                if lock is None:
+                    rows = driver.execute_once(bind, statement, params)
+                else:
+                    with driver.transaction(bind) as db:
+                        db.execute(lock)
+                        rows = db.execute(statement, params)
+        else:
+            with self.writing(action):
+                self.session.flush()
+                connection = self.session.connection()
+                if fair and (lock := claim_lock(connection.dialect)) is not None:
+                    connection.execute(lock)
+                rows = [tuple(row) for row in connection.execute(statement, params)]
+                if commit:
+                    self.session.commit()
+        return load_entities(self.session, TaskEntity.__mapper__, _TASK_KEYS, rows)
 
     def retry_task(self, task_id: str | uuid.UUID) -> TaskEntity:
         """Send a task back to the queue as CREATED, with its retries and result cleared.

@@ -1,0 +1,103 @@
+"""Statements run on the driver's connection (the task queue's hot path)."""
+
+import datetime
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from aana.configs.db import DbSettings
+from aana.exceptions.db import ConstraintViolationException, DatabaseConnectionException
+from aana.storage import driver, queue_sql
+from aana.storage.errors import translate_errors
+from aana.storage.models import Status, TaskEntity
+
+
+def new_task(task_id: uuid.UUID, data: str = '{"n": 1}') -> dict[str, object]:
+    return {"id": task_id, "endpoint": "ep", "data": data, "priority": 3, "user": "u1"}
+
+
+def count_tasks(db: DbSettings) -> int:
+    with db.get_engine().connect() as connection:
+        return int(connection.scalar(select(func.count()).select_from(TaskEntity)) or 0)
+
+
+def test_execute_once__values_come_back_as_the_column_types_make_them(db):
+    engine = db.get_engine()
+    task_id = uuid.uuid4()
+    driver.execute_once(engine, queue_sql.new_task(), new_task(task_id))
+    statement, params = queue_sql.set_status(task_id, Status.RUNNING, 0.5, None, False)
+    [row] = driver.execute_once(engine, statement, params)
+    task = dict(zip([column.key for column in queue_sql.TASK_COLUMNS], row, strict=True))
+    assert task["id"] == task_id and task["data"] == {"n": 1}
+    assert task["status"] is Status.RUNNING and task["progress"] == 0.5
+    assert task["created_at"].tzinfo == datetime.UTC
+    assert (task["priority"], task["user_id"], task["completed_at"]) == (3, "u1", None)
+
+
+def test_execute_once__constraint_violation_is_translated_nothing_written(db):
+    engine = db.get_engine()
+    task_id = uuid.uuid4()
+    driver.execute_once(engine, queue_sql.new_task(), new_task(task_id))
+    with pytest.raises(ConstraintViolationException), translate_errors("deferring"):
+        driver.execute_once(engine, queue_sql.new_task(), new_task(task_id))
+    assert count_tasks(db) == 1
+
+
+def test_transaction__an_error_rolls_back_every_statement(db):
+    engine = db.get_engine()
+    twice = new_task(uuid.uuid4())
+    with (
+        pytest.raises(ConstraintViolationException),
+        translate_errors("deferring"),
+        driver.transaction(engine) as connection,
+    ):
+        connection.execute(queue_sql.new_task(), new_task(uuid.uuid4()))
+        connection.execute(queue_sql.new_task(), twice)
+        connection.execute(queue_sql.new_task(), twice)
+    assert count_tasks(db) == 0
+    # The connection went back to the pool usable.
+    with driver.transaction(engine) as connection:
+        connection.execute(queue_sql.new_task(), new_task(uuid.uuid4()))
+    assert count_tasks(db) == 1
+
+
+@pytest.mark.postgresql
+def test_execute_once__unreachable_server_names_host_not_password():
+    settings = DbSettings(
+        datastore_type="postgresql",
+        datastore_config={
+            "host": "127.0.0.1",
+            "port": 1,
+            "user": "postgres",
+            "password": "s3cret-pw",
+            "database": "x",
+        },
+        connection_timeout=2,
+    )
+    with pytest.raises(DatabaseConnectionException) as caught:
+        driver.execute_once(settings.get_engine(), queue_sql.new_task(), new_task(uuid.uuid4()))
+    assert "127.0.0.1:1" in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value) + repr(caught.value.__cause__)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_insert_into_tasks__notifies_listening_workers(db):
+    from aana.storage.dialects import TASKS_CHANNEL
+    from aana.storage.repository import TaskRepository
+    from aana.storage.session import get_session
+
+    config = db.datastore_config
+    with psycopg.connect(
+        host=config["host"],
+        port=config["port"],
+        user=config["user"],
+        dbname=config["database"],
+        autocommit=True,
+    ) as listener:
+        listener.execute(f"LISTEN {TASKS_CHANNEL}")
+        with get_session() as session:
+            TaskRepository(session).save("ep", {})  # the ORM's insert, not the queue's
+        assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [TASKS_CHANNEL]
