@@ -77,6 +77,30 @@ def _utcnow_sqlite(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
     return f"strftime('{_SQLITE_NOW_FORMAT}', 'now', ({shift}) || ' seconds')"
 
 
+class likely(FunctionElement[Any]):
+    """A condition most rows meet: the planner should not look rows up by it.
+
+    SQLite's planner, without statistics, assumes any indexed condition is selective:
+    it would find the claimable tasks through the status index and sort all of them,
+    instead of reading the claim-order index (whose own condition this one implies)
+    for the first few. ``likelihood(..., 0.9)`` corrects that. Elsewhere the condition
+    is rendered as it is.
+    """
+
+    inherit_cache = True
+    name = "likely"
+
+
+@compiles(likely)
+def _likely(element: likely, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(likely, "sqlite")
+def _likely_sqlite(element: likely, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.clauses, **kw)}, 0.9)"
+
+
 class json_text(FunctionElement[Any]):
     """JSON given as text (already encoded), stored in a JSON column."""
 
@@ -362,6 +386,16 @@ def exclusive_migrations(connection: Connection) -> Iterator[None]:
 TASKS_CHANNEL = "aana_tasks"
 """The PostgreSQL notification channel on which new tasks are announced (by a trigger on
 the tasks table: migration ``0003_notify_new_tasks``)."""
+
+
+def change_counter(dbapi_connection: Any) -> int:
+    """SQLite: a number that changes whenever another connection commits to the database.
+
+    ``PRAGMA data_version``, read from shared memory: cheap enough to ask every
+    millisecond.
+    """
+    (version,) = dbapi_connection.execute("PRAGMA data_version").fetchone()
+    return int(version)
 
 
 def supports_notifications(engine: Engine) -> bool:

@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
-from aana.storage.dialects import json_text, utcnow
+from aana.storage.dialects import json_text, likely, utcnow
 from aana.storage.models.task import CLAIMABLE_SQL, Status, TaskEntity
 from aana.storage.types import JsonType, UtcDateTime
 
@@ -70,8 +70,8 @@ def claimable(retryable_exceptions: tuple[str, ...]) -> ColumnElement[bool]:
 
     Parameters: ``max_retries`` (when there are retryable exceptions).
     """
-    # The very predicate of the claim-order index, so the planner reads that index.
-    condition: ColumnElement[bool] = text(CLAIMABLE_SQL)  # type: ignore[assignment]
+    # The very condition of the claim-order index, so the planner reads that index.
+    condition: ColumnElement[bool] = likely(text(CLAIMABLE_SQL))
     if not retryable_exceptions:
         return condition
     retryable = and_(

@@ -67,7 +67,11 @@ from aana.storage.repository.task import TaskRepository
     help="Seconds running tasks get to finish on SIGTERM/SIGINT [30].",
 )
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-@click.option("--no-listen", is_flag=True, help="Poll only; ignore PostgreSQL notifications.")
+@click.option(
+    "--no-listen",
+    is_flag=True,
+    help="Poll only: no PostgreSQL notifications, no watching SQLite for changes.",
+)
 def worker(
     app_path: str,
     processes: int | None,

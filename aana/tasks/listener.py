@@ -1,4 +1,7 @@
-"""Waking idle workers: PostgreSQL notifications, with polling as the fallback."""
+"""Waking idle workers: PostgreSQL notifications, SQLite's change counter.
+
+Either way the worker still polls as the fallback, should the listener fail.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,23 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from aana.storage.dialects import TASKS_CHANNEL, supports_notifications
+from aana.storage.dialects import TASKS_CHANNEL, change_counter, supports_notifications
 
 logger = logging.getLogger(__name__)
 
+_FIRST_LOOK = 0.001  # seconds between looks at SQLite's change counter after a change ...
+_LAST_LOOK = 0.05  # ... backing off to this while nothing changes
+
 
 class Listener:
-    """Sets ``wake`` whenever a task is deferred (PostgreSQL ``LISTEN``).
+    """Sets ``wake`` whenever a task may have become claimable.
 
-    On a backend without notifications it does nothing, and the worker polls. If the
-    listening connection fails, it reconnects; meanwhile the worker still polls.
+    On PostgreSQL it listens for the notification sent by every insert into the tasks
+    table. SQLite has no notifications, but a connection can ask whether others have
+    committed anything since it last asked (``PRAGMA data_version``, which reads
+    shared memory, not the file): the listener asks every millisecond after a change,
+    backing off to every 50 ms while nothing changes. If its connection fails, it
+    reconnects; meanwhile the worker polls.
     """
 
     def __init__(self, engine: Engine, wake: threading.Event) -> None:
@@ -28,9 +38,7 @@ class Listener:
         self.listening = threading.Event()
 
     def start(self) -> None:
-        """Listen in a background thread (only where the backend supports it)."""
-        if not supports_notifications(self.engine):
-            return
+        """Listen in a background thread."""
         self._thread = threading.Thread(target=self._run, name="aana-listener", daemon=True)
         self._thread.start()
 
@@ -41,9 +49,10 @@ class Listener:
             self._thread.join(timeout=2)
 
     def _run(self) -> None:
+        listen = self._listen if supports_notifications(self.engine) else self._watch
         while not self._stopped.is_set():
             try:
-                self._listen()
+                listen()
             except Exception:
                 logger.warning("task notifications lost; polling until reconnected", exc_info=True)
                 self.listening.clear()
@@ -64,3 +73,22 @@ class Listener:
                     self.wake.set()
         finally:
             raw.invalidate()
+
+    def _watch(self) -> None:
+        pooled = self.engine.raw_connection()
+        try:
+            connection = pooled.driver_connection
+            seen = change_counter(connection)
+            self.listening.set()
+            self.wake.set()
+            interval = _FIRST_LOOK
+            while not self._stopped.wait(interval):
+                version = change_counter(connection)
+                if version == seen:
+                    interval = min(interval * 2, _LAST_LOOK)
+                    continue
+                seen = version
+                self.wake.set()
+                interval = _FIRST_LOOK
+        finally:
+            pooled.close()

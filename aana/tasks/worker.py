@@ -2,9 +2,10 @@
 
 One worker is one process: a main loop that claims and finishes tasks in batches, a
 pool of handler threads (``concurrency``), a maintenance thread that sends heartbeats
-and sweeps expired tasks, and on PostgreSQL a listener that wakes the loop when a task
-is deferred. Every write the worker makes about a task is fenced on its claim (see
-``aana.storage.queue_sql.held``): a worker that lost its task cannot overwrite it.
+and sweeps expired tasks, and a listener that wakes the loop when a task is deferred
+(PostgreSQL) or the database changed (SQLite). Every write the worker makes about a
+task is fenced on its claim (see ``aana.storage.queue_sql.held``): a worker that lost
+its task cannot overwrite it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class WorkerOptions:
             (None: no limit).
         poll_interval: Longest wait between two looks at the queue when idle.
         shutdown_grace: Seconds running tasks get to finish after SIGTERM/SIGINT.
-        listen: Wake on PostgreSQL notifications (polling remains the fallback).
+        listen: Wake when the database changes: PostgreSQL notifications, SQLite's
+            change counter (polling remains the fallback).
         burst: Exit once no task can be claimed and none is running.
 
     """
