@@ -121,14 +121,28 @@ def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
     return prepared
 
 
+_CURSOR = "aana_driver_cursor"
+"""Key of a driver connection's own cursor in its pool record's ``info``."""
+
+
 class DriverConnection:
-    """A pooled driver connection that runs prepared Core statements."""
+    """A pooled driver connection that runs prepared Core statements.
+
+    The statements run on one cursor kept with the driver connection for its lifetime:
+    a new cursor per statement costs psycopg more than the statement's own work (it
+    sets up the conversion of every column of the result again).
+    """
 
     def __init__(self, pooled: PoolProxiedConnection, dialect: Dialect) -> None:
         self._pooled = pooled
         self.dialect = dialect
-        self.dbapi_connection: Any = pooled.dbapi_connection
+        dbapi_connection: Any = pooled.dbapi_connection
+        self.dbapi_connection = dbapi_connection
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
+        cursor = pooled.info.get(_CURSOR)
+        if cursor is None or cursor.connection is not dbapi_connection:
+            cursor = pooled.info[_CURSOR] = dialects.new_cursor(dbapi_connection, dialect)
+        self._cursor: Any = cursor
 
     def execute(
         self, statement: ClauseElement, values: Mapping[str, Any] | None = None
@@ -136,8 +150,9 @@ class DriverConnection:
         """Run ``statement`` once; returns its rows (none for a statement without any)."""
         prepared = prepare(statement, self.dialect)
         parameters = prepared.parameters(values or {})
+        cursor = self._cursor
         try:
-            cursor = self.dbapi_connection.execute(prepared.sql, parameters)
+            cursor.execute(prepared.sql, parameters)
             if not prepared.returns_rows:
                 return []
             rows = cursor.fetchall()
@@ -151,19 +166,16 @@ class DriverConnection:
             return 0
         prepared = prepare(statement, self.dialect)
         parameters = [prepared.parameters(item) for item in values]
-        cursor = self.dbapi_connection.cursor()
         try:
-            cursor.executemany(prepared.sql, parameters)
-            return int(cursor.rowcount)
+            self._cursor.executemany(prepared.sql, parameters)
+            return int(self._cursor.rowcount)
         except self._driver_error as error:
             raise self._raised(error, prepared.sql, parameters) from error
-        finally:
-            cursor.close()
 
     def begin(self) -> None:
         """Begin a write transaction (see ``aana.storage.dialects.begin``)."""
         try:
-            dialects.begin(self.dbapi_connection, self.dialect)
+            dialects.begin(self._cursor, self.dialect)
         except self._driver_error as error:
             raise self._raised(error, "BEGIN", None) from error
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import TracebackType
+from typing import Literal
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
@@ -20,9 +21,10 @@ def _describe(violation: Violation) -> str:
     return f"the row breaks the {kind} constraint{named} of the schema"
 
 
-@contextmanager
-def translate_errors(action: str, on_violation: OnViolation | None = None) -> Iterator[None]:
+def translate_errors(action: str, on_violation: OnViolation | None = None) -> ErrorTranslation:
     """Re-raise database errors met while doing ``action`` as aana exceptions.
+
+    Use as ``with translate_errors("saving a video"): ...``.
 
     Args:
         action: What was being done, for the message ("saving a video").
@@ -34,24 +36,47 @@ def translate_errors(action: str, on_violation: OnViolation | None = None) -> It
         DatabaseException: Any other database failure, with the driver error chained.
 
     """
-    try:
-        yield
-    except IntegrityError as error:
-        violation = violation_of(error.orig)
-        domain_error = on_violation(violation) if on_violation else None
-        if domain_error is not None:
-            raise domain_error from error
-        raise ConstraintViolationException(
-            f"{action} failed: {_describe(violation)}.", violation.constraint
-        ) from error
-    except DBAPIError as error:
-        cause = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise DatabaseException(f"{action} failed: {cause}") from error
-    except StatementError as error:
-        if isinstance(error.orig, ValueError | TypeError):
+    return ErrorTranslation(action, on_violation)
+
+
+class ErrorTranslation:
+    """The context manager of ``translate_errors`` (a class: it runs on the hot path)."""
+
+    __slots__ = ("action", "on_violation")
+
+    def __init__(self, action: str, on_violation: OnViolation | None) -> None:
+        self.action = action
+        self.on_violation = on_violation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        if isinstance(error, SQLAlchemyError):
+            raise self.translated(error) from error
+        return False
+
+    def translated(self, error: SQLAlchemyError) -> Exception:
+        """The aana exception (or ``TypeError``/``ValueError``) standing for ``error``."""
+        action = self.action
+        if isinstance(error, IntegrityError):
+            violation = violation_of(error.orig)
+            domain_error = self.on_violation(violation) if self.on_violation else None
+            if domain_error is not None:
+                return domain_error
+            return ConstraintViolationException(
+                f"{action} failed: {_describe(violation)}.", violation.constraint
+            )
+        if isinstance(error, DBAPIError):
+            cause = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            return DatabaseException(f"{action} failed: {cause}")
+        if isinstance(error, StatementError) and isinstance(error.orig, ValueError | TypeError):
             # A value its column type refused while binding: the caller's input is at fault.
             refused = TypeError if isinstance(error.orig, TypeError) else ValueError
-            raise refused(f"{action} failed: {error.orig}") from error
-        raise DatabaseException(f"{action} failed: {error}") from error
-    except SQLAlchemyError as error:
-        raise DatabaseException(f"{action} failed: {error}") from error
+            return refused(f"{action} failed: {error.orig}")
+        return DatabaseException(f"{action} failed: {error}")

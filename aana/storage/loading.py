@@ -8,10 +8,17 @@ session's identity map, the very objects ``session.get`` returns afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
+
+
+@cache
+def _primary_key_index(mapper: Mapper[Any], keys: tuple[str, ...]) -> int:
+    (pk_column,) = mapper.primary_key
+    return keys.index(mapper.get_property_by_column(pk_column).key)
 
 
 def load_entities(
@@ -24,8 +31,7 @@ def load_entities(
     a new one is made without ``__init__``. Only for sessions without pending changes:
     a refreshed entity drops its own unsaved changes.
     """
-    (pk_column,) = mapper.primary_key
-    pk_index = list(keys).index(mapper.get_property_by_column(pk_column).key)
+    pk_index = _primary_key_index(mapper, tuple(keys))  # a tuple: no copy
     manager = mapper.class_manager
     entity_class: Any = mapper.class_
     new_object = entity_class.__new__

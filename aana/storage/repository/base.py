@@ -39,7 +39,9 @@ class BaseRepository(Generic[T]):
         self.table_name: str = model_class.__tablename__
 
     def _has_pending_changes(self) -> bool:
-        return bool(self.session.new or self.session.dirty or self.session.deleted)
+        # Session.new/dirty/deleted build sets on every call; this asks the same, sooner
+        # (an object changed and changed back counts as pending: the safe side).
+        return not self.session._is_clean()
 
     def _end_transaction(self) -> None:
         """Commit without expiring loaded objects: nothing in them is out of date."""

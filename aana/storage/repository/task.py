@@ -6,10 +6,12 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine, Update, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
 
 from aana.exceptions.db import NotFoundException
 from aana.storage import driver, queue_sql
@@ -44,8 +46,11 @@ def check_json(value: Any, what: str) -> str:
         ) from None
 
 
-_TASK_KEYS = [column.key for column in queue_sql.TASK_COLUMNS]
-"""Attribute names of ``TASK_COLUMNS`` (the columns are named as the attributes)."""
+@cache
+def _returned_keys(statement: Update) -> tuple[str, ...]:
+    """Attribute names of the task columns ``statement`` returns (named as the columns)."""
+    return tuple(str(column.key) for column in statement.exported_columns)
+
 
 _REFRESH = {"synchronize_session": False, "populate_existing": True}
 """Options for statements returning tasks: the rows returned refresh the loaded tasks."""
@@ -161,8 +166,11 @@ class TaskRepository(BaseRepository[TaskEntity]):
         has_result = result is not None
         if has_result:
             check_json(result, "task result")
+        # A task loaded in the session needs only what the statement changes.
+        loaded = self.session.identity_map.get((TaskEntity, (parsed,), None))
+        changed_only = loaded is not None and not instance_state(loaded).expired_attributes
         statement, params = queue_sql.set_status(
-            parsed, Status(status), progress, result, has_result
+            parsed, Status(status), progress, result, has_result, changed_only
         )
         tasks = self._write_tasks(f"updating task {parsed}", statement, params, commit=commit)
         if not tasks:
@@ -177,7 +185,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
         fair: bool = False,
         commit: bool = True,
     ) -> list[TaskEntity]:
-        """Run a statement returning ``TASK_COLUMNS`` and load the tasks it returns.
+        """Run a statement returning task columns and load the tasks it returns.
 
         The queue's hot path. When the session is bound to an engine and holds no
         unsaved changes, the statement runs alone on a driver connection, committed by
@@ -187,7 +195,8 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Args:
             action: What is being done, for error messages.
-            statement: The UPDATE, returning ``TASK_COLUMNS``.
+            statement: The UPDATE, returning the id and other columns of tasks (all
+                of them, unless the tasks are loaded in the session).
             params: Its parameters.
             fair: Take the claimers' turn first (``claim_lock``).
             commit: Commit when done (only then may the driver path be taken).
@@ -214,7 +223,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
                 rows = [tuple(row) for row in connection.execute(statement, params)]
                 if commit:
                     self.session.commit()
-        return load_entities(self.session, TaskEntity.__mapper__, _TASK_KEYS, rows)
+        return load_entities(self.session, TaskEntity.__mapper__, _returned_keys(statement), rows)
 
     def retry_task(self, task_id: str | uuid.UUID) -> TaskEntity:
         """Send a task back to the queue as CREATED, with its retries and result cleared.
