@@ -12,12 +12,14 @@ others in one transaction. Driver errors are raised as SQLAlchemy raises them, s
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Dialect, Engine
+from sqlalchemy import Dialect, Engine, event
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
@@ -133,16 +135,40 @@ class DriverConnection:
     sets up the conversion of every column of the result again).
     """
 
-    def __init__(self, pooled: PoolProxiedConnection, dialect: Dialect) -> None:
+    def __init__(
+        self, pooled: PoolProxiedConnection, dialect: Dialect, own_cursor: bool = False
+    ) -> None:
+        """Wrap ``pooled``.
+
+        Args:
+            pooled: The connection, from the engine's pool.
+            dialect: The engine's dialect.
+            own_cursor: Keep the cursor here, not in the connection's pool record (a
+                connection detached from the pool has none).
+
+        """
         self._pooled = pooled
         self.dialect = dialect
         dbapi_connection: Any = pooled.dbapi_connection
         self.dbapi_connection = dbapi_connection
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
+        if own_cursor:
+            self._cursor: Any = dialects.new_cursor(dbapi_connection, dialect)
+            return
         cursor = pooled.info.get(_CURSOR)
         if cursor is None or cursor.connection is not dbapi_connection:
             cursor = pooled.info[_CURSOR] = dialects.new_cursor(dbapi_connection, dialect)
-        self._cursor: Any = cursor
+        self._cursor = cursor
+
+    @property
+    def is_valid(self) -> bool:
+        """Whether the connection is still usable (not invalidated after an error)."""
+        return self._pooled.is_valid
+
+    def close(self) -> None:
+        """Give the connection back to the pool (or close it, if detached from the pool)."""
+        if self._pooled.dbapi_connection is not None:
+            self._pooled.close()
 
     def execute(
         self, statement: ClauseElement, values: Mapping[str, Any] | None = None
@@ -203,15 +229,99 @@ def _checkout(engine: Engine) -> PoolProxiedConnection:
         raise connection_error(engine.url, error) from error
 
 
+class _Autocommit:
+    """Driver connections of one engine kept in autocommit, for one-statement writes.
+
+    Checking a connection out of SQLAlchemy's pool, switching it to autocommit and back,
+    and resetting it on return cost more than a one-row statement itself; these
+    connections skip all of that. They come from the engine (configured as any other),
+    are then detached from its pool, and number at most the pool's size; when all are in
+    use, a statement takes a connection from the pool as before. They are closed when
+    the engine is disposed; after a fork the child opens its own.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        size = getattr(engine.pool, "size", None)
+        self.limit: int = size() if callable(size) else 5
+        self._idle: list[DriverConnection] = []
+        self._open = 0
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def take(self) -> DriverConnection | None:
+        """An idle connection, a new one, or None when ``limit`` are in use."""
+        with self._lock:
+            if self._pid != os.getpid():
+                # Forked: the parent's connections are the parent's. Keep them from
+                # being closed here (that would end the parent's sessions), open anew.
+                _inherited.extend(self._idle)
+                self._idle, self._open, self._pid = [], 0, os.getpid()
+            if self._idle:
+                return self._idle.pop()
+            if self._open >= self.limit:
+                return None
+            self._open += 1
+        try:
+            pooled = _checkout(self.engine)
+            pooled.detach()
+            dialects.set_autocommit(pooled.dbapi_connection, self.engine.dialect, True)
+        except BaseException:
+            with self._lock:
+                self._open -= 1
+            raise
+        return DriverConnection(pooled, self.engine.dialect, own_cursor=True)
+
+    def give_back(self, connection: DriverConnection) -> None:
+        """Keep a connection taken with ``take`` for the next statement (if still usable)."""
+        with self._lock:
+            if connection.is_valid and self._pid == os.getpid():
+                self._idle.append(connection)
+                return
+            self._open -= 1
+        connection.close()
+
+    def close_all(self) -> None:
+        """Close the idle connections (the engine is being disposed)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for connection in idle:
+            connection.close()
+
+
+_autocommit: weakref.WeakKeyDictionary[Engine, _Autocommit] = weakref.WeakKeyDictionary()
+_autocommit_lock = threading.Lock()
+_inherited: list[DriverConnection] = []
+
+
+def _autocommit_of(engine: Engine) -> _Autocommit:
+    connections = _autocommit.get(engine)
+    if connections is None:
+        with _autocommit_lock:
+            connections = _autocommit.get(engine)
+            if connections is None:
+                connections = _autocommit[engine] = _Autocommit(engine)
+                event.listen(engine, "engine_disposed", lambda _: connections.close_all())
+    return connections
+
+
 def execute_once(
     engine: Engine, statement: ClauseElement, values: Mapping[str, Any] | None = None
 ) -> list[tuple[Any, ...]]:
-    """Run one statement, committed by itself, on a connection from ``engine``'s pool.
+    """Run one statement, committed by itself (autocommit), on one of ``engine``'s connections.
 
     Returns:
         Its rows (none for a statement without any).
 
     """
+    connections = _autocommit_of(engine)
+    connection = connections.take()
+    if connection is not None:
+        try:
+            return connection.execute(statement, values)
+        finally:
+            connections.give_back(connection)
     pooled = _checkout(engine)
     try:
         dialects.set_autocommit(pooled.dbapi_connection, engine.dialect, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,11 +38,22 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         """Return stored values as aware UTC datetimes."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
+        return _as_utc(value)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        """One function per value, not two: timestamps are read by the thousand."""
+        convert_stored = self.impl_instance.result_processor(dialect, coltype)
+        if convert_stored is None:
+            return _as_utc
+        return lambda value: _as_utc(convert_stored(value))
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is UTC:
+        return value
+    if value.tzinfo is None:  # SQLite: stored in UTC, without a zone
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")

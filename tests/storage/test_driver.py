@@ -1,6 +1,7 @@
 """Statements run on the driver's connection (the task queue's hot path)."""
 
 import datetime
+import os
 import uuid
 
 import psycopg
@@ -101,3 +102,26 @@ def test_insert_into_tasks__notifies_listening_workers(db):
         with get_session() as session:
             TaskRepository(session).save("ep", {})  # the ORM's insert, not the queue's
         assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [TASKS_CHANNEL]
+
+
+def test_execute_once__a_forked_child_leaves_the_parents_connections_alone(db):
+    engine = db.get_engine()
+    driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    child = os.fork()
+    if child == 0:  # the child opens its own connection, and exits without closing any
+        try:
+            driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+        finally:
+            os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    assert count_tasks(db) == 3
+
+
+def test_execute_once__disposing_the_engine_closes_its_connections(db):
+    engine = db.get_engine()
+    driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    engine.dispose()
+    # Usable again afterwards, like the engine itself.
+    driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    assert count_tasks(db) == 2
