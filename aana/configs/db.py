@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 from enum import Enum
 from os import PathLike
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
     Field,
@@ -147,6 +148,19 @@ class DbSettings(BaseSettings):
                 f"{problems} (datastore_type {datastore_type.value!r})."
             ) from None
         return datastore_type, checked
+
+    def __copy__(self) -> Self:
+        """A copy that builds its own engines: an update may change what they depend on."""
+        copied = super().__copy__()
+        copied._engine = copied._async_engine = None
+        copied._engine_lock = threading.Lock()
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A deep copy of the settings, without the engines (see ``__copy__``)."""
+        copied = self.__copy__()
+        object.__setattr__(copied, "__dict__", copy.deepcopy(self.__dict__, memo))
+        return copied
 
     def get_engine(self) -> Engine:
         """The engine for these settings, built on the first call and reused after.

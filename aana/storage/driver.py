@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -152,6 +153,7 @@ class DriverConnection:
         dbapi_connection: Any = pooled.dbapi_connection
         self.dbapi_connection = dbapi_connection
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
+        self.opened = time.monotonic()
         if own_cursor:
             self._cursor: Any = dialects.new_cursor(dbapi_connection, dialect)
             return
@@ -236,14 +238,16 @@ class _Autocommit:
     and resetting it on return cost more than a one-row statement itself; these
     connections skip all of that. They come from the engine (configured as any other),
     are then detached from its pool, and number at most the pool's size; when all are in
-    use, a statement takes a connection from the pool as before. They are closed when
-    the engine is disposed; after a fork the child opens its own.
+    use, a statement takes a connection from the pool as before. Like pooled ones, they
+    are replaced after ``pool_recycle`` seconds; they are closed when the engine is
+    disposed; after a fork the child opens its own.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         size = getattr(engine.pool, "size", None)
         self.limit: int = size() if callable(size) else 5
+        self.recycle: float = getattr(engine.pool, "_recycle", -1)
         self._idle: list[DriverConnection] = []
         self._open = 0
         self._lock = threading.Lock()
@@ -274,8 +278,9 @@ class _Autocommit:
 
     def give_back(self, connection: DriverConnection) -> None:
         """Keep a connection taken with ``take`` for the next statement (if still usable)."""
+        expired = 0 <= self.recycle < time.monotonic() - connection.opened
         with self._lock:
-            if connection.is_valid and self._pid == os.getpid():
+            if connection.is_valid and not expired and self._pid == os.getpid():
                 self._idle.append(connection)
                 return
             self._open -= 1

@@ -229,3 +229,16 @@ def test_db_settings__frozen_so_the_engine_matches_them():
     settings = DbSettings()
     with pytest.raises(ValueError, match="frozen"):
         settings.pool_size = 3
+
+
+def test_model_copy__the_copy_builds_its_own_engine_from_its_own_settings(tmp_path):
+    settings = DbSettings(datastore_config={"path": str(tmp_path / "a.db")})
+    engine = settings.get_engine()
+    copied = settings.model_copy(update={"pool_recycle": 0})
+    try:
+        assert copied.get_engine() is not engine
+        assert copied.get_engine().pool._recycle == 0
+        assert settings.model_copy(deep=True).get_engine() is not engine
+    finally:
+        engine.dispose()
+        copied.get_engine().dispose()

@@ -125,3 +125,15 @@ def test_execute_once__disposing_the_engine_closes_its_connections(db):
     # Usable again afterwards, like the engine itself.
     driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
     assert count_tasks(db) == 2
+
+
+def test_execute_once__connections_are_replaced_after_pool_recycle(db):
+    settings = db.model_copy(update={"pool_recycle": 0})
+    engine = settings.get_engine()
+    try:
+        for _ in range(3):
+            driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+        assert driver._autocommit_of(engine)._idle == []  # each one closed after use
+    finally:
+        engine.dispose()
+    assert count_tasks(db) == 3
