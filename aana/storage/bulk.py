@@ -161,7 +161,8 @@ class BulkInsert:
     def build(self, session: Session, columns: dict[str, Values], count: int) -> list[Any]:
         """Persistent, clean entities holding the inserted values, in row order."""
         per_row = [_python_values(values, count) for values in columns.values()]
-        return load_entities(session, self.mapper, list(columns), zip(*per_row, strict=False))
+        rows = zip(*per_row, strict=False)
+        return load_entities(session, self.mapper, list(columns), rows, inserted=True)
 
 
 def bulk_insert_columns(

@@ -22,14 +22,19 @@ def _primary_key_index(mapper: Mapper[Any], keys: tuple[str, ...]) -> int:
 
 
 def load_entities(
-    session: Session, mapper: Mapper[Any], keys: Sequence[str], rows: Iterable[Sequence[Any]]
+    session: Session,
+    mapper: Mapper[Any],
+    keys: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    inserted: bool = False,
 ) -> list[Any]:
     """The entities holding ``rows`` (values of the attributes ``keys``), in row order.
 
     ``keys`` must include the primary key. An entity of the same identity already in the
     session is refreshed in place, as a query with ``populate_existing`` would; otherwise
     a new one is made without ``__init__``. Only for sessions without pending changes:
-    a refreshed entity drops its own unsaved changes.
+    a refreshed entity drops its own unsaved changes. With ``inserted``, the rows were
+    just inserted, so none can be in the session: the look-up is skipped.
     """
     pk_index = _primary_key_index(mapper, tuple(keys))  # a tuple: no copy
     manager = mapper.class_manager
@@ -46,7 +51,7 @@ def load_entities(
     # its identity key, is attached to the session and enters the identity map.
     for row in rows:
         identity_key = (entity_class, (row[pk_index],), None)
-        entity = identity_map.get(identity_key)
+        entity = None if inserted else identity_map.get(identity_key)
         if entity is not None:
             state = instance_state(entity)
             state.dict.update(zip(keys, row, strict=True))
