@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import Dialect, Engine, event
@@ -81,47 +81,64 @@ class Prepared:
         Some conversions depend on the type the driver reports (the cursor's
         ``description``), so they are chosen on the first result.
         """
-        if self._results is None:
-            self._results = []
+        results = self._results
+        if results is None:
+            # Built aside and published whole: other threads may use it meanwhile.
+            results = []
             description = cursor.description
             for index, column in enumerate(self._columns):
                 impl = column.type.dialect_impl(self._dialect)
                 process = impl.result_processor(self._dialect, description[index][1])
                 if process is not None:
-                    self._results.append((index, process))
-        if not self._results:
+                    results.append((index, process))
+            self._results = results
+        if not results:
             return [tuple(row) for row in rows]
         converted = []
         for row in rows:
             values = list(row)
-            for index, process in self._results:
+            for index, process in results:
                 values[index] = process(values[index])
             converted.append(tuple(values))
         return converted
 
 
-_prepared: dict[tuple[int, int], tuple[ClauseElement, Dialect, Prepared]] = {}
-_prepared_lock = threading.Lock()
+_PREPARED = "_aana_prepared"
+"""Attribute of a dialect holding its statements compiled by ``prepare``: kept on the
+dialect, not in a module-level mapping, which would keep the dialect alive (and through
+its listeners, its engine)."""
 _MAX_PREPARED = 512
+_prepared_lock = threading.Lock()
 
 
 def prepare(statement: ClauseElement, dialect: Dialect) -> Prepared:
     """``statement`` compiled for ``dialect``, once: pass the same statement object each time.
 
     Statements are remembered by identity (build them once, e.g. in a cached function);
-    the cache holds at most a few hundred and is cleared when full.
+    each dialect keeps at most a few hundred, and forgets them all when full.
     """
-    key = (id(statement), id(dialect))
-    entry = _prepared.get(key)
-    if entry is not None and entry[0] is statement and entry[1] is dialect:
-        return entry[2]
+    compiled: dict[int, tuple[ClauseElement, Prepared]] | None = getattr(dialect, _PREPARED, None)
+    if compiled is not None:
+        entry = compiled.get(id(statement))
+        if entry is not None and entry[0] is statement:
+            return entry[1]
     prepared = Prepared(statement, dialect)
     with _prepared_lock:
-        if len(_prepared) >= _MAX_PREPARED:
-            _prepared.clear()
-        # The statement and dialect are kept with it, so their ids cannot be reused.
-        _prepared[key] = (statement, dialect, prepared)
+        compiled = getattr(dialect, _PREPARED, None)
+        if compiled is None or len(compiled) >= _MAX_PREPARED:
+            compiled = {}
+            setattr(dialect, _PREPARED, compiled)
+        # The statement is kept with it, so its id cannot be reused meanwhile.
+        compiled[id(statement)] = (statement, prepared)
     return prepared
+
+
+def _parameters(prepared: Prepared, values: Mapping[str, Any]) -> Any:
+    try:
+        return prepared.parameters(values)
+    except (TypeError, ValueError) as error:
+        # As SQLAlchemy reports a value its column type refused.
+        raise StatementError(str(error), prepared.sql, dict(values), error) from error
 
 
 _CURSOR = "aana_driver_cursor"
@@ -137,23 +154,31 @@ class DriverConnection:
     """
 
     def __init__(
-        self, pooled: PoolProxiedConnection, dialect: Dialect, own_cursor: bool = False
+        self,
+        pooled: PoolProxiedConnection,
+        dialect: Dialect,
+        on_disconnect: Callable[[BaseException], None],
+        own_cursor: bool = False,
     ) -> None:
         """Wrap ``pooled``.
 
         Args:
             pooled: The connection, from the engine's pool.
             dialect: The engine's dialect.
+            on_disconnect: Called when the server is found gone, to discard the
+                engine's other connections too (they are most likely gone as well).
             own_cursor: Keep the cursor here, not in the connection's pool record (a
                 connection detached from the pool has none).
 
         """
         self._pooled = pooled
+        self._on_disconnect = on_disconnect
         self.dialect = dialect
         dbapi_connection: Any = pooled.dbapi_connection
         self.dbapi_connection = dbapi_connection
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
         self.opened = time.monotonic()
+        self.generation = 0  # see _Autocommit
         if own_cursor:
             self._cursor: Any = dialects.new_cursor(dbapi_connection, dialect)
             return
@@ -171,13 +196,16 @@ class DriverConnection:
         """Give the connection back to the pool (or close it, if detached from the pool)."""
         if self._pooled.dbapi_connection is not None:
             self._pooled.close()
+        elif self.dbapi_connection is not None:  # invalidated while detached: close it here
+            with suppress(Exception):
+                self.dbapi_connection.close()
 
     def execute(
         self, statement: ClauseElement, values: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
         """Run ``statement`` once; returns its rows (none for a statement without any)."""
         prepared = prepare(statement, self.dialect)
-        parameters = prepared.parameters(values or {})
+        parameters = _parameters(prepared, values or {})
         cursor = self._cursor
         try:
             cursor.execute(prepared.sql, parameters)
@@ -193,7 +221,7 @@ class DriverConnection:
         if not values:
             return 0
         prepared = prepare(statement, self.dialect)
-        parameters = [prepared.parameters(item) for item in values]
+        parameters = [_parameters(prepared, item) for item in values]
         try:
             self._cursor.executemany(prepared.sql, parameters)
             return int(self._cursor.rowcount)
@@ -217,7 +245,8 @@ class DriverConnection:
     def _raised(self, error: Any, sql: str, parameters: Any) -> StatementError:
         """The driver's error as SQLAlchemy raises it: an IntegrityError, ... ."""
         if self.dialect.is_disconnect(error, self.dbapi_connection, None):
-            self._pooled.invalidate(error)  # the pool replaces it
+            self._on_disconnect(error)
+            self._pooled.invalidate(error)
         raised: StatementError = DBAPIError.instance(
             sql, parameters, error, self._driver_error, dialect=self.dialect
         )
@@ -231,6 +260,24 @@ def _checkout(engine: Engine) -> PoolProxiedConnection:
         raise connection_error(engine.url, error) from error
 
 
+def _discarder(engine: Engine) -> Callable[[BaseException], None]:
+    """What a connection of ``engine`` calls when it finds the server gone."""
+    engine_ref = weakref.ref(engine)  # the connections must not keep the engine alive
+
+    def discard(error: BaseException) -> None:
+        engine = engine_ref()
+        if engine is None:
+            return
+        # As SQLAlchemy does on a disconnect: every connection opened before now is
+        # replaced when next used; the idle autocommit ones are closed.
+        engine.pool._invalidate_time = time.time()
+        autocommit: _Autocommit | None = getattr(engine, _AUTOCOMMIT, None)
+        if autocommit is not None:
+            autocommit.close_all()
+
+    return discard
+
+
 class _Autocommit:
     """Driver connections of one engine kept in autocommit, for one-statement writes.
 
@@ -239,75 +286,111 @@ class _Autocommit:
     connections skip all of that. They come from the engine (configured as any other),
     are then detached from its pool, and number at most the pool's size; when all are in
     use, a statement takes a connection from the pool as before. Like pooled ones, they
-    are replaced after ``pool_recycle`` seconds; they are closed when the engine is
-    disposed; after a fork the child opens its own.
+    are replaced after ``pool_recycle`` seconds, and all of them when one finds the
+    server gone; they are closed when the engine is disposed (those in use, when given
+    back). A forked child leaves its parent's alone and opens its own.
     """
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
         size = getattr(engine.pool, "size", None)
         self.limit: int = size() if callable(size) else 5
         self.recycle: float = getattr(engine.pool, "_recycle", -1)
         self._idle: list[DriverConnection] = []
         self._open = 0
+        self._generation = 0  # connections of an older generation are closed on return
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        _all_autocommit.add(self)
 
-    def take(self) -> DriverConnection | None:
+    def take(self, engine: Engine) -> DriverConnection | None:
         """An idle connection, a new one, or None when ``limit`` are in use."""
         with self._lock:
-            if self._pid != os.getpid():
-                # Forked: the parent's connections are the parent's. Keep them from
-                # being closed here (that would end the parent's sessions), open anew.
-                _inherited.extend(self._idle)
-                self._idle, self._open, self._pid = [], 0, os.getpid()
             if self._idle:
                 return self._idle.pop()
             if self._open >= self.limit:
                 return None
             self._open += 1
+            generation = self._generation
+        pooled = None
         try:
-            pooled = _checkout(self.engine)
+            pooled = _checkout(engine)
             pooled.detach()
-            dialects.set_autocommit(pooled.dbapi_connection, self.engine.dialect, True)
-        except BaseException:
+            dialects.set_autocommit(pooled.dbapi_connection, engine.dialect, True)
+            connection = DriverConnection(
+                pooled, engine.dialect, _discarder(engine), own_cursor=True
+            )
+        except BaseException as error:
             with self._lock:
                 self._open -= 1
+            if pooled is not None:
+                pooled.close()  # detached: really closed
+            if isinstance(error, engine.dialect.loaded_dbapi.Error):
+                raise connection_error(engine.url, error) from error
             raise
-        return DriverConnection(pooled, self.engine.dialect, own_cursor=True)
+        connection.generation = generation
+        return connection
 
     def give_back(self, connection: DriverConnection) -> None:
         """Keep a connection taken with ``take`` for the next statement (if still usable)."""
         expired = 0 <= self.recycle < time.monotonic() - connection.opened
         with self._lock:
-            if connection.is_valid and not expired and self._pid == os.getpid():
+            keep = connection.is_valid and connection.generation == self._generation
+            if keep and not expired:
                 self._idle.append(connection)
                 return
             self._open -= 1
         connection.close()
 
     def close_all(self) -> None:
-        """Close the idle connections (the engine is being disposed)."""
+        """Close the idle connections, and the busy ones when they are given back."""
         with self._lock:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
+            self._generation += 1
         for connection in idle:
             connection.close()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's connections are the parent's to use and close.
 
-_autocommit: weakref.WeakKeyDictionary[Engine, _Autocommit] = weakref.WeakKeyDictionary()
+        They are kept referenced, never closed here: closing them would end the
+        parent's sessions on the server.
+        """
+        self._lock = threading.Lock()
+        _inherited.extend(self._idle)
+        self._idle, self._open = [], 0
+        self._generation += 1
+
+
+_AUTOCOMMIT = "_aana_autocommit"
+"""Attribute of an engine holding its ``_Autocommit``: kept on the engine, not in a
+mapping keyed by it, as the connections lead back to the engine (through the pool's
+listeners) and would keep it alive."""
 _autocommit_lock = threading.Lock()
+_all_autocommit: weakref.WeakSet[_Autocommit] = weakref.WeakSet()
 _inherited: list[DriverConnection] = []
 
 
+def _after_fork_in_child() -> None:
+    global _autocommit_lock, _prepared_lock
+    _autocommit_lock = threading.Lock()
+    _prepared_lock = threading.Lock()
+    for autocommit in list(_all_autocommit):
+        autocommit.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _autocommit_of(engine: Engine) -> _Autocommit:
-    connections = _autocommit.get(engine)
+    connections: _Autocommit | None = getattr(engine, _AUTOCOMMIT, None)
     if connections is None:
         with _autocommit_lock:
-            connections = _autocommit.get(engine)
+            connections = getattr(engine, _AUTOCOMMIT, None)
             if connections is None:
-                connections = _autocommit[engine] = _Autocommit(engine)
-                event.listen(engine, "engine_disposed", lambda _: connections.close_all())
+                connections = _Autocommit(engine)
+                setattr(engine, _AUTOCOMMIT, connections)
+                close_all = connections.close_all
+                event.listen(engine, "engine_disposed", lambda _connection: close_all())
     return connections
 
 
@@ -321,7 +404,7 @@ def execute_once(
 
     """
     connections = _autocommit_of(engine)
-    connection = connections.take()
+    connection = connections.take(engine)
     if connection is not None:
         try:
             return connection.execute(statement, values)
@@ -331,12 +414,22 @@ def execute_once(
     try:
         dialects.set_autocommit(pooled.dbapi_connection, engine.dialect, True)
         try:
-            return DriverConnection(pooled, engine.dialect).execute(statement, values)
+            driver = DriverConnection(pooled, engine.dialect, _discarder(engine))
+            return driver.execute(statement, values)
         finally:
-            if pooled.is_valid:
-                dialects.set_autocommit(pooled.dbapi_connection, engine.dialect, False)
+            _end_autocommit(pooled, engine.dialect)
     finally:
         pooled.close()
+
+
+def _end_autocommit(pooled: PoolProxiedConnection, dialect: Dialect) -> None:
+    """Back to transactions before the connection returns to the pool (or discard it)."""
+    if not pooled.is_valid:
+        return
+    try:
+        dialects.set_autocommit(pooled.dbapi_connection, dialect, False)
+    except Exception:
+        pooled.invalidate()  # never back in the pool in autocommit
 
 
 @contextmanager
@@ -348,14 +441,23 @@ def transaction(engine: Engine) -> Iterator[DriverConnection]:
     """
     pooled = _checkout(engine)
     try:
-        connection = DriverConnection(pooled, engine.dialect)
+        connection = DriverConnection(pooled, engine.dialect, _discarder(engine))
         connection.begin()
         try:
             yield connection
         except BaseException:
-            if pooled.is_valid:
-                pooled.dbapi_connection.rollback()  # type: ignore[union-attr]
+            _roll_back(pooled)
             raise
         connection.commit()
     finally:
         pooled.close()
+
+
+def _roll_back(pooled: PoolProxiedConnection) -> None:
+    """Roll back after a failure; a connection that cannot is discarded, not reused."""
+    if not pooled.is_valid:
+        return
+    try:
+        pooled.dbapi_connection.rollback()  # type: ignore[union-attr]
+    except Exception:
+        pooled.invalidate()

@@ -205,12 +205,7 @@ def new_task() -> Insert:
 
 
 def set_status(
-    task_id: UUID,
-    status: Status,
-    progress: float | None,
-    result: Any,
-    has_result: bool,
-    changed_only: bool = False,
+    task_id: UUID, status: Status, progress: float | None, result: Any, has_result: bool
 ) -> tuple[Update, dict[str, Any]]:
     """Move one task to ``status``, stamping the clock fields the status implies.
 
@@ -220,8 +215,6 @@ def set_status(
         progress: Its new progress, or None to keep it.
         result: Its new result, when ``has_result``.
         has_result: Whether to set the result.
-        changed_only: Return the id and the columns the statement sets, not all of
-            them: enough to refresh a task already loaded.
 
     Returns:
         The statement, built once per shape of change and then reused, and its values.
@@ -232,14 +225,11 @@ def set_status(
         params["progress"] = progress
     if has_result:
         params["result"] = result
-    statement = _set_status(status, progress is not None, has_result, changed_only)
-    return statement, params
+    return _set_status(status, progress is not None, has_result), params
 
 
 @cache
-def _set_status(
-    status: Status, with_progress: bool, with_result: bool, changed_only: bool
-) -> Update:
+def _set_status(status: Status, with_progress: bool, with_result: bool) -> Update:
     values: dict[str, Any] = {
         "status": bindparam("status", type_=Task.__table__.c.status.type),
         "updated_at": utcnow(),
@@ -254,9 +244,8 @@ def _set_status(
         values["assigned_at"] = utcnow()
         values["num_retries"] = Task.num_retries + 1
     task_id = bindparam("task_id", type_=Task.__table__.c.id.type)
-    changed = [Task.__table__.c.id, *(Task.__table__.c[name] for name in values)]
-    returned = changed if changed_only else TASK_COLUMNS
-    return update(Task).where(Task.id == task_id).values(values).returning(*returned)
+    # Every column: the task returned is refreshed whole, as a query would load it.
+    return update(Task).where(Task.id == task_id).values(values).returning(*TASK_COLUMNS)
 
 
 def retry(task_id: UUID) -> Update:

@@ -137,3 +137,45 @@ def test_execute_once__connections_are_replaced_after_pool_recycle(db):
     finally:
         engine.dispose()
     assert count_tasks(db) == 3
+
+
+def test_execute_once__a_childs_dispose_leaves_the_parents_connections_open(db):
+    engine = db.get_engine()
+    driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    child = os.fork()
+    if child == 0:
+        try:
+            engine.dispose(close=False)  # what SQLAlchemy advises a forked child to do
+        finally:
+            os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    assert count_tasks(db) == 2
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_execute_once__after_the_server_drops_connections_one_statement_fails(db):
+    from aana.exceptions.db import DatabaseException
+
+    engine = db.get_engine()
+    with driver.transaction(engine), driver.transaction(engine):
+        pass  # two pooled connections
+    for _ in range(3):
+        driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    config = db.datastore_config
+    with psycopg.connect(
+        host=config["host"], port=config["port"], user=config["user"], dbname="postgres"
+    ) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (config["database"],),
+        )
+    failures = 0
+    for _ in range(4):
+        try:
+            with translate_errors("deferring"):
+                driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+        except DatabaseException:
+            failures += 1
+    assert failures == 1

@@ -295,3 +295,13 @@ def test_fetch__returns_the_sessions_objects_fresh(session):
     claimed = repository.fetch_unprocessed_tasks(limit=2)
     assert len(claimed) == 2 and all(task.status == Status.ASSIGNED for task in claimed)
     assert all(any(task is made for made in tasks) for task in claimed)
+
+
+def test_update_status__returns_every_column_fresh_even_for_a_loaded_task(session):
+    repository = TaskRepository(session)
+    task = make_tasks(session, 1)[0]
+    with get_session() as other:  # another process's write, unseen by this session
+        TaskRepository(other).update_status(task.id, Status.RUNNING, 0.5, {"partial": 1})
+    updated = repository.update_status(task.id, Status.COMPLETED)
+    assert updated is task
+    assert (task.status, task.progress, task.result) == (Status.COMPLETED, 0.5, {"partial": 1})

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Engine, Update, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import instance_state
 
 from aana.exceptions.db import NotFoundException
 from aana.storage import driver, queue_sql
@@ -166,11 +165,8 @@ class TaskRepository(BaseRepository[TaskEntity]):
         has_result = result is not None
         if has_result:
             check_json(result, "task result")
-        # A task loaded in the session needs only what the statement changes.
-        loaded = self.session.identity_map.get((TaskEntity, (parsed,), None))
-        changed_only = loaded is not None and not instance_state(loaded).expired_attributes
         statement, params = queue_sql.set_status(
-            parsed, Status(status), progress, result, has_result, changed_only
+            parsed, Status(status), progress, result, has_result
         )
         tasks = self._write_tasks(f"updating task {parsed}", statement, params, commit=commit)
         if not tasks:
@@ -195,19 +191,27 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Args:
             action: What is being done, for error messages.
-            statement: The UPDATE, returning the id and other columns of tasks (all
-                of them, unless the tasks are loaded in the session).
+            statement: The UPDATE, returning ``TASK_COLUMNS``.
             params: Its parameters.
             fair: Take the claimers' turn first (``claim_lock``).
             commit: Commit when done (only then may the driver path be taken).
 
         """
         bind = self.session.get_bind(TaskEntity)
-        if commit and isinstance(bind, Engine) and not self._has_pending_changes():
-            if self.session.in_transaction():
-                self._end_transaction()
+        if (
+            commit
+            and isinstance(bind, Engine)
+            and not bind.dialect.is_async  # an AsyncSession's run_sync: its own driver
+            and not self._has_pending_changes()
+        ):
             lock = claim_lock(bind.dialect) if fair else None
             with translate_errors(action):
+                if self.session.in_transaction():
+                    try:
+                        self._end_transaction()
+                    except BaseException:
+                        self.session.rollback()
+                        raise
                 if lock is None:
                     rows = driver.execute_once(bind, statement, params)
                 else:
