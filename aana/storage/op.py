@@ -192,6 +192,24 @@ def current_revisions(settings: Settings, app: AppMigrations | None = None) -> l
     ]
 
 
+def missing_package_revisions(settings: Settings, app: AppMigrations | None = None) -> list[str]:
+    """The package's revisions the database has not had yet, newest first.
+
+    Raises:
+        UnknownRevisionException: The database is at a revision the code does not know.
+
+    """
+    config = alembic_config(settings, app=app)
+    script = ScriptDirectory.from_config(config)
+    with config.attributes["engine"].connect() as connection:
+        heads = _known_heads(MigrationContext.configure(connection), script)
+    applied: set[str] = set()
+    for head in heads:
+        applied |= _ancestors(script, head)
+    package = script.iterate_revisions(f"{PACKAGE_BRANCH}@head", "base")
+    return [revision.revision for revision in package if revision.revision not in applied]
+
+
 def history(settings: Settings, app: AppMigrations | None = None) -> list[str]:
     """Every known revision, newest first, one line each."""
     script = ScriptDirectory.from_config(alembic_config(settings, app=app))

@@ -6,13 +6,17 @@ import json
 import logging
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.orm import Session
 
 from aana.exceptions.db import NotFoundException
+from aana.exceptions.migrations import MigrationException
 from aana.storage.models.task import Status, TaskEntity
+
+if TYPE_CHECKING:
+    from aana.sdk import AanaSDK
 from aana.storage.repository.task import TaskRepository
 
 
@@ -96,6 +100,7 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
     app = load_app(app_path)
+    _require_migrated(app, app_path)
     queue_settings = app.settings.task_queue
     options = WorkerOptions.from_settings(
         queue_settings,
@@ -112,6 +117,25 @@ def worker(
         limit = max_active_per_user or None
         options = WorkerOptions(**{**options.__dict__, "maximum_active_tasks_per_user": limit})
     sys.exit(run_workers(app_path, processes or queue_settings.num_workers, options))
+
+
+def _require_migrated(app: AanaSDK, app_path: str) -> None:
+    """Refuse to run on a database that lacks some of the package's migrations.
+
+    The queue relies on them: its tables, the claim-order index, the notification
+    trigger. A worker on an older schema would fail, or run slowly without saying why.
+    """
+    from aana.storage import op
+
+    try:
+        missing = op.missing_package_revisions(app.settings, app.migrations)
+    except MigrationException as error:
+        raise click.ClickException(str(error)) from error
+    if missing:
+        raise click.ClickException(
+            f"the database lacks aana's migrations {', '.join(reversed(missing))}; "
+            f"apply them first: aana migrate {app_path}"
+        )
 
 
 def _session() -> Session:

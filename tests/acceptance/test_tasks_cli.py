@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from aana.sdk import AanaSDK
 from aana.storage.models import Status
 from aana.storage.repository import TaskRepository
@@ -69,3 +71,19 @@ def test_tasks_cli__list_show_count_retry_purge(db):
     assert "deleted 1" in aana(db, "tasks", "purge", "--older-than", "1s").stdout
     assert aana(db, "tasks", "purge", "--older-than", "soon").returncode != 0
     assert app.get_task(failed) is not None
+
+
+@pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
+def test_worker__refuses_a_database_without_the_packages_migrations(empty_db):
+    result = aana(empty_db, "worker", "tests.tasks.queue_app:app", "--burst")
+    assert result.returncode != 0
+    assert "aana migrate tests.tasks.queue_app:app" in result.stderr
+    assert "0003_notify_new_tasks" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker__runs_on_a_migrated_database(db):
+    app = AanaSDK()
+    app.defer("unknown-endpoint", {})
+    result = aana(db, "worker", "tests.tasks.queue_app:app", "--burst", "--processes", "1")
+    assert result.returncode == 0, result.stderr
