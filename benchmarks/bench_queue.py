@@ -44,7 +44,7 @@ from aana.storage.session import get_session  # noqa: E402
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""}
 PROCESSES = 4
 TASKS = 5000
-ROUNDS = 3
+ROUNDS = 5
 ROUNDS_NOTE = f"{PROCESSES} processes, best of {ROUNDS}"
 
 
