@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from aana.storage.dialects import TASKS_CHANNEL, change_counter, supports_notifications
 
@@ -58,9 +59,15 @@ class Listener:
                 self.listening.clear()
                 self._stopped.wait(1.0)
 
+    def _own_connection(self) -> PoolProxiedConnection:
+        # Made by the engine (configured as any other), then detached from its pool: the
+        # listener keeps it for as long as it runs, and must not take a pool slot for it.
+        pooled = self.engine.raw_connection()
+        pooled.detach()
+        return pooled
+
     def _listen(self) -> None:
-        # A connection of the pool's own, never returned: it stays in autocommit, listening.
-        raw = self.engine.raw_connection()
+        raw = self._own_connection()  # left in autocommit, listening
         try:
             connection: Any = raw.driver_connection
             connection.autocommit = True
@@ -72,10 +79,10 @@ class Listener:
                 for _ in connection.notifies(timeout=0.5, stop_after=1):
                     self.wake.set()
         finally:
-            raw.invalidate()
+            raw.close()  # detached: really closed
 
     def _watch(self) -> None:
-        pooled = self.engine.raw_connection()
+        pooled = self._own_connection()
         try:
             connection = pooled.driver_connection
             seen = change_counter(connection)
@@ -91,4 +98,4 @@ class Listener:
                 self.wake.set()
                 interval = _FIRST_LOOK
         finally:
-            pooled.close()
+            pooled.close()  # detached: really closed

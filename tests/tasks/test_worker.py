@@ -227,3 +227,26 @@ def test_fairness__a_busy_user_waits_others_go_ahead(app):
     wait_for(lambda: all(status_of(app, i) == Status.COMPLETED for i in heavy + light))
     worker.stop()
     thread.join(10)
+
+
+def test_worker__runs_with_a_pool_of_one_connection(app, db, monkeypatch):
+    from aana.configs.settings import settings
+
+    monkeypatch.setattr(
+        settings,
+        "db_config",
+        db.model_copy(update={"pool_size": 1, "max_overflow": 0, "connection_timeout": 5}),
+    )
+    app = AanaSDK()
+
+    @app.task()
+    def echo(data, context):
+        context.report_progress(0.5)
+        return data
+
+    ids = [app.defer("echo", {"n": n}) for n in range(20)]
+    started = time.monotonic()
+    burst(app, concurrency=4)  # the listener's connection is not one of the pool's
+    assert time.monotonic() - started < 5
+    assert {app.get_task(task_id).status for task_id in ids} == {Status.COMPLETED}
+    settings.db_config.get_engine().dispose()
