@@ -4,9 +4,10 @@ Through SQLAlchemy's ``Connection``, a one-row statement costs several times wha
 driver itself takes (cache keys, execution contexts, result set-up), and the queue runs
 thousands of them a second. Here a Core statement is compiled once per dialect, its
 parameters and results are converted by their column types as SQLAlchemy would, and it
-runs on a pooled driver connection: alone, committed by itself (one statement is an
-atomic transaction on both backends, and needs no BEGIN/COMMIT round trips), or with
-others in one transaction. Driver errors are raised as SQLAlchemy raises them, so
+runs on one of the engine's driver connections: alone, committed by itself (one
+statement is an atomic transaction on both backends, and needs no BEGIN/COMMIT round
+trips; see ``execute_once``), or with others in one transaction (``transaction``).
+Driver errors are raised as SQLAlchemy raises them, so
 ``aana.storage.errors.translate_errors`` turns them into aana's exceptions as usual.
 """
 
