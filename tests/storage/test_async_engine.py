@@ -20,3 +20,26 @@ def test_get_async_engine__same_rules_and_cached(db):
 
     now, count = asyncio.run(query())
     assert now.tzinfo is not None and count is None
+
+
+def test_task_repository__under_an_async_sessions_run_sync(db):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from aana.storage.models import Status
+    from aana.storage.repository import TaskRepository
+
+    engine = db.get_async_engine()
+
+    async def run() -> tuple:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            task = await session.run_sync(lambda s: TaskRepository(s).save("ep", {"n": 1}))
+            done = await session.run_sync(
+                lambda s: TaskRepository(s).update_status(task.id, Status.COMPLETED)
+            )
+            claimed = await session.run_sync(
+                lambda s: TaskRepository(s).fetch_unprocessed_tasks(limit=1)
+            )
+        await engine.dispose()
+        return done.status, claimed
+
+    assert asyncio.run(run()) == (Status.COMPLETED, [])

@@ -179,3 +179,27 @@ def test_execute_once__after_the_server_drops_connections_one_statement_fails(db
         except DatabaseException:
             failures += 1
     assert failures == 1
+
+
+def test_execute_once__a_connection_in_use_at_dispose_is_closed_when_given_back(db):
+    engine = db.get_engine()
+    connections = driver._autocommit_of(engine)
+    connection = connections.take(engine)
+    assert connection is not None
+    engine.dispose()
+    connections.give_back(connection)
+    assert connections._idle == [] and connections._open == 0
+
+
+def test_execute_once__leaves_nothing_that_keeps_a_dropped_engine_alive(db):
+    import gc
+    import weakref
+
+    settings = db.model_copy()  # its own engine
+    engine = settings.get_engine()
+    driver.execute_once(engine, queue_sql.new_task(), new_task(uuid.uuid4()))
+    engine.dispose()
+    dropped = weakref.ref(engine)
+    del engine, settings
+    gc.collect()
+    assert dropped() is None
