@@ -261,6 +261,17 @@ def _checkout(engine: Engine) -> PoolProxiedConnection:
         raise connection_error(engine.url, error) from error
 
 
+def detached_connection(engine: Engine) -> PoolProxiedConnection:
+    """A connection made by ``engine`` (configured as any other), then detached from its pool.
+
+    For a connection kept a long time: it takes no slot of the pool, and ``close()``
+    really closes it.
+    """
+    pooled = _checkout(engine)
+    pooled.detach()
+    return pooled
+
+
 def _discarder(engine: Engine) -> Callable[[BaseException], None]:
     """What a connection of ``engine`` calls when it finds the server gone."""
     engine_ref = weakref.ref(engine)  # the connections must not keep the engine alive
@@ -300,6 +311,7 @@ class _Autocommit:
         self._open = 0
         self._generation = 0  # connections of an older generation are closed on return
         self._lock = threading.Lock()
+        self.discard = _discarder(engine)  # built once: connections call it on a disconnect
         _all_autocommit.add(self)
 
     def take(self, engine: Engine) -> DriverConnection | None:
@@ -313,12 +325,9 @@ class _Autocommit:
             generation = self._generation
         pooled = None
         try:
-            pooled = _checkout(engine)
-            pooled.detach()
+            pooled = detached_connection(engine)
             dialects.set_autocommit(pooled.dbapi_connection, engine.dialect, True)
-            connection = DriverConnection(
-                pooled, engine.dialect, _discarder(engine), own_cursor=True
-            )
+            connection = DriverConnection(pooled, engine.dialect, self.discard, own_cursor=True)
         except BaseException as error:
             with self._lock:
                 self._open -= 1
@@ -415,7 +424,7 @@ def execute_once(
     try:
         dialects.set_autocommit(pooled.dbapi_connection, engine.dialect, True)
         try:
-            driver = DriverConnection(pooled, engine.dialect, _discarder(engine))
+            driver = DriverConnection(pooled, engine.dialect, connections.discard)
             return driver.execute(statement, values)
         finally:
             _end_autocommit(pooled, engine.dialect)
@@ -440,9 +449,10 @@ def transaction(engine: Engine) -> Iterator[DriverConnection]:
     The block's statements are committed when it ends and rolled back if it raises; on
     SQLite the transaction begins IMMEDIATE, taking the write lock up front.
     """
+    discard = _autocommit_of(engine).discard
     pooled = _checkout(engine)
     try:
-        connection = DriverConnection(pooled, engine.dialect, _discarder(engine))
+        connection = DriverConnection(pooled, engine.dialect, discard)
         connection.begin()
         try:
             yield connection

@@ -10,9 +10,9 @@ import threading
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.pool import PoolProxiedConnection
 
 from aana.storage.dialects import TASKS_CHANNEL, change_counter, supports_notifications
+from aana.storage.driver import detached_connection
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +59,9 @@ class Listener:
                 self.listening.clear()
                 self._stopped.wait(1.0)
 
-    def _own_connection(self) -> PoolProxiedConnection:
-        # Made by the engine (configured as any other), then detached from its pool: the
-        # listener keeps it for as long as it runs, and must not take a pool slot for it.
-        pooled = self.engine.raw_connection()
-        pooled.detach()
-        return pooled
-
     def _listen(self) -> None:
-        raw = self._own_connection()  # left in autocommit, listening
+        # Kept while the listener runs: it must not take a slot of the worker's pool.
+        raw = detached_connection(self.engine)  # left in autocommit, listening
         try:
             connection: Any = raw.driver_connection
             connection.autocommit = True
@@ -82,7 +76,7 @@ class Listener:
             raw.close()  # detached: really closed
 
     def _watch(self) -> None:
-        pooled = self._own_connection()
+        pooled = detached_connection(self.engine)
         try:
             connection = pooled.driver_connection
             seen = change_counter(connection)
