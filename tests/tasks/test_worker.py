@@ -118,17 +118,23 @@ def status_of(app, task_id):
     return app.get_task(task_id).status
 
 
-def test_fencing__stale_attempt_cannot_overwrite_the_newer_one(app):
+def start_on_a_held_task(app, endpoint, result):
+    """A worker running one task whose handler returns ``result`` once the gate is set."""
     gate = threading.Event()
 
-    @app.task("slow")
-    def slow(data):
+    @app.task(endpoint)
+    def held(data):
         gate.wait(10)
-        return "stale"
+        return result
 
-    task_id = app.defer("slow", {})
+    task_id = app.defer(endpoint, {})
     worker, thread = start_worker(app, concurrency=1)
     wait_for(lambda: status_of(app, task_id) == Status.RUNNING)
+    return gate, task_id, worker, thread
+
+
+def test_fencing__stale_attempt_cannot_overwrite_the_newer_one(app):
+    gate, task_id, worker, thread = start_on_a_held_task(app, "slow", "stale")
     manager = app.task_queue()
     # The first attempt is declared lost (as if its heartbeats stopped) and re-claimed.
     time.sleep(0.01)
@@ -184,16 +190,7 @@ def test_shutdown__running_tasks_finish_unstarted_stay_queued(app):
 
 
 def test_shutdown__grace_exceeded_hands_tasks_back_and_drops_late_results(app):
-    gate = threading.Event()
-
-    @app.task("stuck")
-    def stuck(data):
-        gate.wait(10)
-        return "late"
-
-    task_id = app.defer("stuck", {})
-    worker, thread = start_worker(app, concurrency=1)
-    wait_for(lambda: status_of(app, task_id) == Status.RUNNING)
+    gate, task_id, worker, thread = start_on_a_held_task(app, "stuck", "late")
     worker.stop(grace=0.1)
     thread.join(10)
     assert status_of(app, task_id) == Status.NOT_FINISHED
