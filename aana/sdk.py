@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,9 @@ class AanaSDK(TaskQueueMixin):
 
 def _migrations_beside_caller() -> Path | None:
     """``migrations/`` beside the module creating the AanaSDK (None in a REPL)."""
-    frame = sys._getframe(1)
+    frame = inspect.currentframe()
+    if frame is None:  # an interpreter without frame introspection
+        return None
     while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
     module_file = frame.f_globals.get("__file__")

@@ -183,40 +183,36 @@ def configure_sqlite_engine(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode is None:
+            return  # autocommit: each statement is a transaction of its own
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             raise ValueError(f"unknown SQLite transaction mode {mode!r}")
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def set_autocommit(dbapi_connection: Any, dialect: Dialect, on: bool) -> None:
-    """Make each statement on the driver's connection commit by itself, or stop that.
+def autocommit_options(dialect: Dialect) -> dict[str, Any]:
+    """Execution options under which each statement commits by itself.
 
-    The sqlite3 connections of our engines always do, unless a BEGIN was sent: BEGIN is
-    ours to write (see ``configure_sqlite_engine``). psycopg's are switched.
+    For a read that should see what others committed, or a write that is one statement
+    (atomic by itself): no BEGIN and no COMMIT, one round trip. PostgreSQL switches the
+    connection to autocommit for the duration (SQLAlchemy's ``AUTOCOMMIT`` isolation
+    level); our SQLite connections already are, unless a BEGIN is sent, so none is.
     """
-    if dialect.name == "postgresql":
-        dbapi_connection.autocommit = on
+    if dialect.name == "sqlite":
+        return {SQLITE_BEGIN_OPTION: None}
+    return {"isolation_level": "AUTOCOMMIT"}
 
 
-def new_cursor(dbapi_connection: Any, dialect: Dialect) -> Any:
-    """A cursor for the queue's statements on the driver's connection.
+def write_options(dialect: Dialect) -> dict[str, Any]:
+    """Execution options of a write transaction: SQLite takes the write lock up front.
 
-    psycopg's exchanges values in binary: for timestamps, ids and numbers that is less
-    work on both sides than text.
+    A SQLite transaction that has read cannot take the write lock later if another
+    writer committed meanwhile; ``BEGIN IMMEDIATE`` takes it at once (waiting up to the
+    busy timeout). PostgreSQL needs nothing.
     """
-    if dialect.name == "postgresql":
-        return dbapi_connection.cursor(binary=True)
-    return dbapi_connection.cursor()
-
-
-def begin(cursor: Any, dialect: Dialect) -> None:
-    """Begin a write transaction on the driver's connection of ``cursor``.
-
-    SQLite's begins IMMEDIATE, taking the write lock up front; psycopg begins one by
-    itself before the first statement.
-    """
-    if dialect.name != "postgresql":
-        cursor.execute("BEGIN IMMEDIATE")
+    if dialect.name == "sqlite":
+        return {SQLITE_BEGIN_OPTION: "IMMEDIATE"}
+    return {}
 
 
 ViolationKind = Literal["primary_key", "unique", "check", "foreign_key", "not_null", "other"]

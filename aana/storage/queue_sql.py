@@ -47,9 +47,6 @@ ACTIVE = (Status.ASSIGNED, Status.RUNNING)
 FINISHED = (Status.COMPLETED, Status.FAILED)
 
 
-TASK_COLUMNS = tuple(Task.__table__.c)
-"""Every column of a task: what statements return for the repository to load tasks."""
-
 JOB_COLUMNS = (Task.id, Task.num_retries, Task.assigned_at, Task.endpoint, Task.data, Task.user_id)
 """What a worker needs of a task it claims: the attempt, and what to run."""
 
@@ -161,7 +158,8 @@ class ClaimRequest(NamedTuple):
 def claim(request: ClaimRequest, job: bool = False) -> Update:
     """Claim the tasks ``request`` asks for, re-checking that each is still claimable.
 
-    By default they become ASSIGNED and every column is returned. A ``job`` claim, by a
+    By default they become ASSIGNED and the tasks are returned (as entities, run
+    through a session). A ``job`` claim, by a
     worker that starts what it claims in the same transaction, makes them RUNNING
     straight away (ASSIGNED would never be seen; the claim's fence is the same) and
     returns ``JOB_COLUMNS``. Run it with ``request.parameters()``.
@@ -183,7 +181,7 @@ def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool)
             num_retries=Task.num_retries + 1,
         )
     )
-    return statement.returning(*(JOB_COLUMNS if job else TASK_COLUMNS))
+    return statement.returning(*JOB_COLUMNS) if job else statement.returning(Task)
 
 
 @cache
@@ -244,8 +242,8 @@ def _set_status(status: Status, with_progress: bool, with_result: bool) -> Updat
         values["assigned_at"] = utcnow()
         values["num_retries"] = Task.num_retries + 1
     task_id = bindparam("task_id", type_=Task.__table__.c.id.type)
-    # Every column: the task returned is refreshed whole, as a query would load it.
-    return update(Task).where(Task.id == task_id).values(values).returning(*TASK_COLUMNS)
+    # The whole task: the one loaded is refreshed, as a query would load it.
+    return update(Task).where(Task.id == task_id).values(values).returning(Task)
 
 
 def retry(task_id: UUID) -> Update:

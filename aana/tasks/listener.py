@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from aana.storage.dialects import TASKS_CHANNEL, change_counter, supports_notifications
-from aana.storage.driver import detached_connection
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class Listener:
 
     def _listen(self) -> None:
         # Kept while the listener runs: it must not take a slot of the worker's pool.
-        raw = detached_connection(self.engine)  # left in autocommit, listening
+        raw = _detached(self.engine)  # left in autocommit, listening
         try:
             connection: Any = raw.driver_connection
             connection.autocommit = True
@@ -76,7 +75,7 @@ class Listener:
             raw.close()  # detached: really closed
 
     def _watch(self) -> None:
-        pooled = detached_connection(self.engine)
+        pooled = _detached(self.engine)
         try:
             connection = pooled.driver_connection
             seen = change_counter(connection)
@@ -93,3 +92,9 @@ class Listener:
                 interval = _FIRST_LOOK
         finally:
             pooled.close()  # detached: really closed
+
+
+def _detached(engine: Engine) -> Any:
+    pooled = engine.raw_connection()
+    pooled.detach()
+    return pooled

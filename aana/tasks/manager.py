@@ -1,9 +1,10 @@
 """The queue manager: the worker's and the application's operations on the tasks table.
 
-Each method is one short transaction of statements from ``aana.storage.queue_sql``,
-run on the driver's connection (``aana.storage.driver``), not through ORM objects: a
-worker writes tens of thousands of rows a minute and needs none of the unit of work's
-bookkeeping.
+Each method is one short transaction of statements from ``aana.storage.queue_sql``, run
+as SQLAlchemy Core on a ``Connection`` (its compiled cache makes a repeated statement
+cheap), not through ORM objects: a worker writes tens of thousands of rows a minute and
+needs none of the unit of work's bookkeeping. A method of one statement runs it in
+autocommit: one round trip.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from aana.storage import driver, queue_sql
-from aana.storage.bulk import BulkInsert, Encoded, Same, Values
+from aana.storage import dialects, queue_sql
 from aana.storage.dialects import claim_lock
-from aana.storage.driver import DriverConnection
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.queue_sql import FINISHED, Attempt, ClaimRequest
@@ -54,14 +53,20 @@ class QueueManager:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        bulk_tasks = BulkInsert.of(TaskEntity)
-        assert bulk_tasks is not None, "the tasks table takes bulk inserts"
-        self._bulk_tasks = bulk_tasks
+        dialect = engine.dialect
+        self._writer = engine.execution_options(**dialects.write_options(dialect))
+        self._autocommit = engine.execution_options(**dialects.autocommit_options(dialect))
 
     @contextmanager
-    def _writing(self, action: str) -> Iterator[DriverConnection]:
+    def _writing(self, action: str) -> Iterator[Connection]:
         # One transaction; SQLite's takes the write lock up front (BEGIN IMMEDIATE).
-        with translate_errors(action), driver.transaction(self.engine) as connection:
+        with translate_errors(action), self._writer.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _alone(self, action: str) -> Iterator[Connection]:
+        # One statement, committed by itself.
+        with translate_errors(action), self._autocommit.connect() as connection:
             yield connection
 
     def defer(
@@ -88,20 +93,23 @@ class QueueManager:
         if len(ids) == 1:
             values: dict[str, Any] = {"id": ids[0], "endpoint": endpoint, "data": encoded[0]}
             values.update(priority=priority, user=user_id)
-            with translate_errors("deferring a task"):
-                driver.execute_once(self.engine, queue_sql.new_task(), values)
+            with self._alone("deferring a task") as connection:
+                connection.execute(queue_sql.new_task(), values)
             return ids
         if not ids:
             return []
-        columns: dict[str, Values] = {
-            "id": ids,
-            "endpoint": Same(endpoint),
-            "data": Encoded(encoded),
-            "priority": Same(priority),
-            "user_id": Same(user_id),
-        }
-        with translate_errors(f"deferring {len(ids)} tasks"), self.engine.begin() as connection:
-            self._bulk_tasks.insert(connection, columns, len(ids), clock=False)
+        rows = [
+            {
+                "id": task_id,
+                "endpoint": endpoint,
+                "data": data,
+                "priority": priority,
+                "user": user_id,
+            }
+            for task_id, data in zip(ids, encoded, strict=True)
+        ]
+        with self._writing(f"deferring {len(ids)} tasks") as connection:
+            connection.execute(queue_sql.new_task(), rows)
         return ids
 
     def claim(
@@ -167,17 +175,17 @@ class QueueManager:
         with self._writing(f"settling {len(outcomes)} task(s) and claiming") as db:
             finished = [attempt for attempt, status, _ in outcomes if status is not None]
             written = {attempt.task_id for attempt in finished}
-            if results and db.execute_many(queue_sql.finish_many(), results) != len(results):
+            if results and _changed(db, queue_sql.finish_many(), results) != len(results):
                 written = self._still_held(db, finished, FINISHED)
             if unstarted:
-                db.execute_many(queue_sql.release_many(), unstarted)
+                db.execute(queue_sql.release_many(), unstarted)
             if claim is not None:
                 jobs = self._claim(db, claim)
         return written, jobs
 
     @staticmethod
     def _still_held(
-        db: DriverConnection, attempts: Sequence[Attempt], statuses: Sequence[Status]
+        db: Connection, attempts: Sequence[Attempt], statuses: Sequence[Status]
     ) -> set[uuid.UUID]:
         held: set[uuid.UUID] = set()
         for attempt in attempts:
@@ -186,7 +194,7 @@ class QueueManager:
         return held
 
     @staticmethod
-    def _claim(db: DriverConnection, request: ClaimRequest) -> list[Job]:
+    def _claim(db: Connection, request: ClaimRequest) -> list[Job]:
         if request.fair and (lock := claim_lock(db.dialect)) is not None:
             db.execute(lock)
         rows = db.execute(queue_sql.claim(request, job=True), request.parameters())
@@ -201,7 +209,7 @@ class QueueManager:
             return []
         params = [queue_sql.attempt_params(job.attempt) for job in jobs]
         with self._writing("starting tasks") as db:
-            if db.execute_many(queue_sql.start_many(), params) == len(params):
+            if _changed(db, queue_sql.start_many(), params) == len(params):
                 return list(jobs)
             running = self._still_held(db, [job.attempt for job in jobs], (Status.RUNNING,))
         return [job for job in jobs if job.id in running]
@@ -213,15 +221,15 @@ class QueueManager:
     def report_progress(self, attempt: Attempt, progress: float) -> bool:
         """Record progress; False if the attempt no longer holds its task."""
         params = {**queue_sql.attempt_params(attempt), "progress": progress}
-        with translate_errors("reporting progress"):
-            return bool(driver.execute_once(self.engine, queue_sql.report_progress(), params))
+        with self._alone("reporting progress") as connection:
+            return connection.execute(queue_sql.report_progress(), params).first() is not None
 
     def heartbeat(self, attempts: Sequence[Attempt]) -> None:
         """Keep these attempts' tasks from expiring."""
         if attempts:
             with self._writing("sending heartbeats") as db:
                 params = [queue_sql.attempt_params(attempt) for attempt in attempts]
-                db.execute_many(queue_sql.heartbeat_many(), params)
+                db.execute(queue_sql.heartbeat_many(), params)
 
     def release(self, attempts: Sequence[Attempt]) -> set[uuid.UUID]:
         """Hand unfinished attempts back to the queue (NOT_FINISHED); returns their ids."""
@@ -229,7 +237,7 @@ class QueueManager:
             return set()
         params = [queue_sql.attempt_params(attempt) for attempt in attempts]
         with self._writing("handing back tasks") as db:
-            if db.execute_many(queue_sql.release_many(), params) == len(params):
+            if _changed(db, queue_sql.release_many(), params) == len(params):
                 return {attempt.task_id for attempt in attempts}
             return self._still_held(db, attempts, (Status.NOT_FINISHED,))
 
@@ -241,3 +249,8 @@ class QueueManager:
             return TaskRepository(session).update_expired_tasks(
                 execution_timeout, heartbeat_timeout, max_retries
             )
+
+
+def _changed(connection: Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> int:
+    """Run ``statement`` once per item of ``rows``; how many rows it changed in all."""
+    return int(connection.execute(statement, rows).rowcount)

@@ -305,3 +305,24 @@ def test_update_status__returns_every_column_fresh_even_for_a_loaded_task(sessio
     updated = repository.update_status(task.id, Status.COMPLETED)
     assert updated is task
     assert (task.status, task.progress, task.result) == (Status.COMPLETED, 0.5, {"partial": 1})
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_save__notifies_listening_workers(db):
+    import psycopg
+
+    from aana.storage.dialects import TASKS_CHANNEL
+
+    config = db.datastore_config
+    with psycopg.connect(
+        host=config["host"],
+        port=config["port"],
+        user=config["user"],
+        dbname=config["database"],
+        autocommit=True,
+    ) as listener:
+        listener.execute(f"LISTEN {TASKS_CHANNEL}")
+        with get_session() as session:
+            TaskRepository(session).save("ep", {})  # the ORM's insert, not the queue's
+        assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [TASKS_CHANNEL]

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Dialect, func, select
 from sqlalchemy.orm import Session, selectin_polymorphic
 from sqlalchemy.orm.interfaces import ORMOption
 
 from aana.exceptions.db import NotFoundException
-from aana.storage.bulk import bulk_insert
-from aana.storage.dialects import SQLITE_BEGIN_OPTION
+from aana.storage.dialects import autocommit_options, write_options
 from aana.storage.errors import OnViolation, translate_errors
 from aana.storage.models.base import BaseEntity
 
 T = TypeVar("T", bound=BaseEntity)
+
+
+def _one_row(entity: BaseEntity) -> bool:
+    """Whether inserting ``entity`` is one statement: one table, no related objects."""
+    mapper = type(entity).__mapper__
+    return len(mapper.tables) == 1 and not mapper.relationships
 
 
 class BaseRepository(Generic[T]):
@@ -39,9 +44,8 @@ class BaseRepository(Generic[T]):
         self.table_name: str = model_class.__tablename__
 
     def _has_pending_changes(self) -> bool:
-        # Session.new/dirty/deleted build sets on every call; this asks the same, sooner
-        # (an object changed and changed back counts as pending: the safe side).
-        return not self.session._is_clean()
+        session = self.session
+        return bool(session.new or session.dirty or session.deleted)
 
     def _end_transaction(self) -> None:
         """Commit without expiring loaded objects: nothing in them is out of date."""
@@ -52,23 +56,32 @@ class BaseRepository(Generic[T]):
         finally:
             self.session.expire_on_commit = expire_on_commit
 
-    @contextmanager
-    def reading(self, action: str) -> Iterator[None]:
-        """Run a read; in a short transaction of its own when the session has none open.
+    def _begin(self, options: Callable[[Dialect], dict[str, Any]]) -> None:
+        """Begin the session's transaction on a connection with these execution options."""
+        dialect = self.session.get_bind(self.model_class).dialect
+        bind_arguments = {"mapper": self.model_class}
+        self.session.connection(bind_arguments=bind_arguments, execution_options=options(dialect))
 
-        Ending that transaction releases its snapshot: the next read sees what others
-        committed since, and on SQLite the next write can take the write lock. A failed
-        read rolls the session back (PostgreSQL refuses anything else until then) and
-        raises an aana exception.
+    @contextmanager
+    def reading(self, action: str) -> Iterator[bool]:
+        """Run a read; yields whether it runs on its own, outside any transaction.
+
+        Outside a transaction (and with nothing unsaved), the read runs in autocommit:
+        one round trip, and it sees what others committed until now. Inside a
+        transaction it is part of it, as any query of the session. A failed read rolls
+        the session back (PostgreSQL refuses anything else until then) and raises an
+        aana exception.
         """
-        own_transaction = not self.session.in_transaction() and not self._has_pending_changes()
+        alone = not self.session.in_transaction() and not self._has_pending_changes()
         try:
             with translate_errors(action):
-                yield
+                if alone:
+                    self._begin(autocommit_options)
+                yield alone
         except BaseException:
             self.session.rollback()
             raise
-        if own_transaction:
+        if alone:
             self._end_transaction()
 
     @contextmanager
@@ -84,11 +97,42 @@ class BaseRepository(Generic[T]):
                 if self.session.in_transaction() and not self._has_pending_changes():
                     self._end_transaction()
                 if not self.session.in_transaction():
-                    self.session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+                    self._begin(write_options)
                 yield
         except BaseException:
             self.session.rollback()
             raise
+
+    @contextmanager
+    def writing_one_statement(
+        self, action: str, on_violation: OnViolation | None = None
+    ) -> Iterator[None]:
+        """Run a write of one statement, committed when the block ends.
+
+        One statement is atomic by itself: with nothing else unsaved it runs in
+        autocommit (one round trip, no BEGIN and COMMIT). Otherwise it is a ``writing``
+        transaction.
+        """
+        if self.session.in_transaction() and not self._has_pending_changes():
+            try:
+                with translate_errors(action):
+                    self._end_transaction()
+            except BaseException:
+                self.session.rollback()
+                raise
+        if self.session.in_transaction():
+            with self.writing(action, on_violation):
+                yield
+                self._end_transaction()
+            return
+        try:
+            with translate_errors(action, on_violation):
+                self._begin(autocommit_options)
+                yield
+        except BaseException:
+            self.session.rollback()
+            raise
+        self._end_transaction()
 
     def create(self, entity: T) -> T:
         """Insert one entity and commit.
@@ -97,13 +141,25 @@ class BaseRepository(Generic[T]):
             The entity, now persistent, with its generated values.
 
         """
-        with self.writing(f"creating a {self.table_name}"):
+        return self._insert(entity, f"creating a {self.table_name}")
+
+    def _insert(self, entity: T, action: str, on_violation: OnViolation | None = None) -> T:
+        """Insert ``entity`` and commit; one statement runs in autocommit."""
+        if self._has_pending_changes() or not _one_row(entity):
+            with self.writing(action, on_violation):
+                self.session.add(entity)
+                self.session.commit()
+            return entity
+        with self.writing_one_statement(action, on_violation):
             self.session.add(entity)
-            self.session.commit()
+            self.session.flush()
         return entity
 
     def create_multiple(self, entities: Iterable[T]) -> list[T]:
-        """Insert many entities in bulk (INSERT ... RETURNING, not a flush per object).
+        """Insert many entities in one transaction and commit.
+
+        The unit of work sends rows of one table in batches (``INSERT ... VALUES`` of
+        many rows), not a statement per object.
 
         Returns:
             The entities, in the order given, now persistent.
@@ -111,27 +167,34 @@ class BaseRepository(Generic[T]):
         """
         entities = list(entities)
         with self.writing(f"creating {len(entities)} rows of {self.table_name}"):
-            bulk_insert(self.session, entities)
+            self.session.add_all(entities)
             self.session.commit()
         return entities
 
     def read(self, item_id: Any, check: bool = True) -> T:
         """The entity with this id.
 
+        Outside a transaction it is read afresh (one statement): what is stored now,
+        even if the session loaded it before. Inside one, it is the session's as
+        ``Session.get`` returns it.
+
         Raises:
             NotFoundException: No such entity and ``check`` is true.
 
         """
-        with self.reading(f"reading {self.table_name} {item_id!r}"):
-            entity = self.session.get(
-                self.model_class,
-                item_id,
-                options=self._subclass_columns(),
-                populate_existing=True,  # what is stored now, not what was loaded before
-            )
+        with self.reading(f"reading {self.table_name} {item_id!r}") as alone:
+            entity = self._get(item_id, fresh=alone)
         if entity is None and check:
             raise NotFoundException(self.table_name, item_id)
         return entity  # type: ignore[return-value]
+
+    def _get(self, item_id: Any, fresh: bool) -> T | None:
+        return self.session.get(
+            self.model_class,
+            item_id,
+            options=self._subclass_columns(),
+            populate_existing=fresh,
+        )
 
     def _subclass_columns(self) -> list[ORMOption]:
         """Loader options for the columns of this class's subclasses.
@@ -187,7 +250,9 @@ class BaseRepository(Generic[T]):
                 f"known: {', '.join(mapped)}"
             )
         with self.writing(f"updating {self.table_name} {item_id!r}"):
-            entity = self.read(item_id)
+            entity = self._get(item_id, fresh=True)
+            if entity is None:
+                raise NotFoundException(self.table_name, item_id)
             for name, value in values.items():
                 setattr(entity, name, value)
             self.session.commit()
@@ -204,8 +269,11 @@ class BaseRepository(Generic[T]):
 
         """
         with self.writing(f"deleting {self.table_name} {id!r}"):
-            entity = self.read(id, check=check)
+            entity = self._get(id, fresh=True)
             if entity is None:
+                if check:
+                    raise NotFoundException(self.table_name, id)
+                self._end_transaction()
                 return None
             self.session.delete(entity)
             self.session.commit()

@@ -8,7 +8,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from aana.core.models.captions import Caption
-from aana.storage.bulk import Same, Values, bulk_insert_columns
+from aana.storage.bulk import bulk_insertable, insert_and_load
 from aana.storage.models.caption import CaptionEntity, check_non_negative
 from aana.storage.repository.base import BaseRepository
 
@@ -59,13 +59,16 @@ class CaptionRepository(BaseRepository[T]):
         if frame_ids and timestamps:
             check_non_negative("frame_id", min(frame_ids))
             check_non_negative("timestamp", min(timestamps))
-        columns: dict[str, Values] = {
-            "model": Same(model_name),
-            "caption": captions,
-            "timestamp": timestamps,
-            "frame_id": frame_ids,
-        }
         with self.writing(f"saving {len(captions)} captions"):
-            entities = bulk_insert_columns(self.session, self.model_class, columns, len(captions))
-            self.session.commit()
+            if bulk_insertable(self.model_class):
+                columns = {"caption": captions, "timestamp": timestamps, "frame_id": frame_ids}
+                same = {"model": model_name}
+                entities = insert_and_load(self.session, self.model_class, columns, same)
+            else:
+                entities = [
+                    self.model_class.from_caption_output(model_name, *values)
+                    for values in zip(captions, frame_ids, timestamps, strict=True)
+                ]
+                self.session.add_all(entities)
+            self._end_transaction()
         return entities

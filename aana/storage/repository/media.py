@@ -45,7 +45,4 @@ class MediaRepository(BaseRepository[M]):
                 return MediaIdAlreadyExistsException(self.table_name, entity.id)
             return None
 
-        with self.writing(f"creating {self.table_name} {entity.id!r}", duplicate_id):
-            self.session.add(entity)
-            self.session.commit()
-        return entity
+        return self._insert(entity, f"creating {self.table_name} {entity.id!r}", duplicate_id)

@@ -6,17 +6,14 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Update, func, select
+from sqlalchemy import Update, func, select
 from sqlalchemy.orm import Session
 
 from aana.exceptions.db import NotFoundException
-from aana.storage import driver, queue_sql
+from aana.storage import queue_sql
 from aana.storage.dialects import claim_lock
-from aana.storage.errors import translate_errors
-from aana.storage.loading import load_entities
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.base import BaseRepository
 
@@ -45,12 +42,6 @@ def check_json(value: Any, what: str) -> str:
         ) from None
 
 
-@cache
-def _returned_keys(statement: Update) -> tuple[str, ...]:
-    """Attribute names of the task columns ``statement`` returns (named as the columns)."""
-    return tuple(str(column.key) for column in statement.exported_columns)
-
-
 _REFRESH = {"synchronize_session": False, "populate_existing": True}
 """Options for statements returning tasks: the rows returned refresh the loaded tasks."""
 
@@ -67,7 +58,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
         """A write (see ``writing``) that commits when the block ends."""
         with self.writing(action):
             yield
-            self.session.commit()
+            self._end_transaction()
 
     def save(
         self, endpoint: str, data: Any, user_id: str | None = None, priority: int = 0
@@ -181,53 +172,32 @@ class TaskRepository(BaseRepository[TaskEntity]):
         fair: bool = False,
         commit: bool = True,
     ) -> list[TaskEntity]:
-        """Run a statement returning task columns and load the tasks it returns.
+        """Run an UPDATE returning tasks; the tasks loaded in the session are refreshed.
 
-        The queue's hot path. When the session is bound to an engine and holds no
-        unsaved changes, the statement runs alone on a driver connection, committed by
-        itself, without the session's transaction and the ORM's per-statement work
-        (``aana.storage.driver``); a read transaction the session has open is ended
-        first, as ``writing`` does. Otherwise it runs in the session's transaction.
+        The queue's hot path: with nothing unsaved in the session, the statement runs
+        alone in autocommit (one round trip; one statement is atomic by itself). A fair
+        claim takes the claimers' turn first, in one transaction with the claim.
 
         Args:
             action: What is being done, for error messages.
-            statement: The UPDATE, returning ``TASK_COLUMNS``.
+            statement: The UPDATE, returning ``TaskEntity``.
             params: Its parameters.
             fair: Take the claimers' turn first (``claim_lock``).
-            commit: Commit when done (only then may the driver path be taken).
+            commit: Commit when done.
 
         """
-        bind = self.session.get_bind(TaskEntity)
-        if (
-            commit
-            and isinstance(bind, Engine)
-            and not bind.dialect.is_async  # an AsyncSession's run_sync: its own driver
-            and not self._has_pending_changes()
-        ):
-            lock = claim_lock(bind.dialect) if fair else None
-            with translate_errors(action):
-                if self.session.in_transaction():
-                    try:
-                        self._end_transaction()
-                    except BaseException:
-                        self.session.rollback()
-                        raise
-                if lock is None:
-                    rows = driver.execute_once(bind, statement, params)
-                else:
-                    with driver.transaction(bind) as db:
-                        db.execute(lock)
-                        rows = db.execute(statement, params)
-        else:
-            with self.writing(action):
-                self.session.flush()
-                connection = self.session.connection()
-                if fair and (lock := claim_lock(connection.dialect)) is not None:
-                    connection.execute(lock)
-                rows = [tuple(row) for row in connection.execute(statement, params)]
-                if commit:
-                    self.session.commit()
-        return load_entities(self.session, TaskEntity.__mapper__, _returned_keys(statement), rows)
+        dialect = self.session.get_bind(TaskEntity).dialect
+        lock = claim_lock(dialect) if fair else None
+        if lock is None and commit:
+            with self.writing_one_statement(action):
+                return list(self.session.scalars(statement, params, execution_options=_REFRESH))
+        with self.writing(action):
+            if lock is not None:
+                self.session.execute(lock)
+            tasks = list(self.session.scalars(statement, params, execution_options=_REFRESH))
+            if commit:
+                self._end_transaction()
+        return tasks
 
     def retry_task(self, task_id: str | uuid.UUID) -> TaskEntity:
         """Send a task back to the queue as CREATED, with its retries and result cleared.
@@ -237,8 +207,11 @@ class TaskRepository(BaseRepository[TaskEntity]):
             ValueError: The task is assigned or running: retrying it would run it twice.
 
         """
+        parsed = parse_task_id(task_id)
         with self.writing(f"retrying task {task_id}"):
-            current = self.read(task_id)
+            current = None if parsed is None else self._get(parsed, fresh=True)
+            if current is None:
+                raise NotFoundException(self.table_name, task_id)
             if current.status in queue_sql.ACTIVE:
                 raise ValueError(
                     f"task {task_id} is {current.status.value}: only a task that is not "
@@ -250,7 +223,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             ).one_or_none()
             if task is None:  # it was claimed meanwhile
                 raise ValueError(f"task {task_id} was claimed meanwhile; it was not retried")
-            self.session.commit()
+            self._end_transaction()
         return task
 
     def get_active_tasks(self) -> list[TaskEntity]:
@@ -315,9 +288,8 @@ class TaskRepository(BaseRepository[TaskEntity]):
         parsed = [task for task in map(parse_task_id, task_ids) if task is not None]
         if not parsed:
             return
-        with self.writing("sending heartbeats"):
+        with self.writing_one_statement("sending heartbeats"):
             self.session.execute(queue_sql.heartbeat(parsed))
-            self.session.commit()
 
     def get_tasks(
         self,
