@@ -186,7 +186,7 @@ def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool)
 
 @cache
 def new_task() -> Insert:
-    """Store one task as CREATED.
+    """Store one task; the other columns take the entity's defaults (CREATED, ...).
 
     Parameters: ``id``, ``endpoint``, ``data`` (its JSON text), ``priority``, ``user``.
     """
@@ -196,9 +196,6 @@ def new_task() -> Insert:
         data=json_text(bindparam("data", type_=String())),
         priority=bindparam("priority", type_=Integer()),
         user_id=bindparam("user", type_=String()),
-        status=Status.CREATED,
-        progress=0.0,
-        num_retries=0,
     )
 
 

@@ -42,10 +42,20 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
         """One function per value, not two: timestamps are read by the thousand."""
+        if dialect.name == "sqlite":
+            # The text we store is ISO 8601: the C parser reads it several times faster
+            # than the generic one SQLite's DateTime uses.
+            return _parse_sqlite
         convert_stored = self.impl_instance.result_processor(dialect, coltype)
         if convert_stored is None:
             return _as_utc
         return lambda value: _as_utc(convert_stored(value))
+
+
+def _parse_sqlite(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return _as_utc(datetime.fromisoformat(value))
 
 
 def _as_utc(value: datetime | None) -> datetime | None:

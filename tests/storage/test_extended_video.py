@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
@@ -104,3 +104,29 @@ def test_from_parent__turns_a_stored_video_into_an_extended_one(
     stored = VideoRepository(app_session).read(video.media_id)
     assert isinstance(stored, example.ExtendedVideoEntity)
     assert (stored.duration, stored.url) == (3.5, "https://example.com/plain.mp4")
+
+
+@BOTH
+def test_saved_and_read_entities__are_the_objects_session_get_returns(
+    example: ModuleType, app_session: Session
+) -> None:
+    loads: list[object] = []
+
+    def on_load(target: object, _context: object) -> None:
+        loads.append(target)
+
+    repository = example.ExtendedVideoRepository(app_session)
+    saved_entity = repository.save(Video(title="Mine", url="https://example.com/m.mp4"), 7.0)
+    assert app_session.get(example.ExtendedVideoEntity, saved_entity.id) is saved_entity
+    assert repository.read(saved_entity.id) is saved_entity
+    assert VideoRepository(app_session).read(saved_entity.id) is saved_entity
+
+    app_session.expunge_all()
+    event.listen(example.ExtendedVideoEntity, "load", on_load)
+    try:
+        read = VideoRepository(app_session).read(saved_entity.id)
+    finally:
+        event.remove(example.ExtendedVideoEntity, "load", on_load)
+    assert loads == [read]
+    assert app_session.get(VideoEntity, saved_entity.id) is read
+    assert app_session.get(example.ExtendedVideoEntity, saved_entity.id) is read
