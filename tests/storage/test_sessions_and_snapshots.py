@@ -1,5 +1,7 @@
 """Two sessions (two workers, two requests) see each other's commits and can both write."""
 
+import sqlite3
+
 import pytest
 from sqlalchemy import Integer, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -83,3 +85,44 @@ def test_create_multiple__defaults_computed_by_the_database_or_context_are_kept(
         stored = {row.name: (row.label, row.copied) for row in repository.list()}
     assert len(created) == 2
     assert stored == {"x": ("AUTO", "x!"), "y": ("AUTO", "y!")}
+
+
+def in_driver_transaction(dbapi_connection) -> bool:
+    """Whether a statement sent now runs inside a transaction (not on its own)."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        return dbapi_connection.in_transaction  # no BEGIN sent: each statement commits
+    return not dbapi_connection.autocommit  # psycopg sends BEGIN first unless autocommit
+
+
+def test_reads_and_one_statement_writes__run_in_autocommit_one_statement_each(db):
+    from sqlalchemy import event
+
+    seen: list[tuple[str, bool]] = []
+
+    def before_cursor_execute(connection, _cursor, statement, *_args):
+        driver = connection.connection.dbapi_connection
+        seen.append((statement.split()[0], in_driver_transaction(driver)))
+
+    engine = db.get_engine()
+    with get_session() as session:
+        tasks = TaskRepository(session)
+        task = tasks.save("ep", {})
+        event.listen(engine, "before_cursor_execute", before_cursor_execute)
+        try:
+            tasks.read(task.id)
+            tasks.update_status(task.id, Status.RUNNING)
+            tasks.fetch_unprocessed_tasks(limit=1)
+            CaptionRepository(session).save("m", "c", 0.0, 0)
+        finally:
+            event.remove(engine, "before_cursor_execute", before_cursor_execute)
+        assert not session.in_transaction()
+    # One statement each, none of them inside a transaction (no BEGIN/COMMIT round trips).
+    assert seen == [("SELECT", False), ("UPDATE", False), ("UPDATE", False), ("INSERT", False)]
+
+
+def test_reads_inside_a_users_transaction__are_part_of_it(db):
+    with get_session() as session:
+        task = TaskRepository(session).save("ep", {})
+        with session.begin():
+            assert TaskRepository(session).read(task.id) is task  # the identity map's
+            assert session.in_transaction()
