@@ -21,7 +21,6 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
-    Select,
     Table,
     event,
     func,
@@ -64,9 +63,12 @@ class utcnow(FunctionElement[Any]):
 
 @compiles(utcnow, "postgresql")
 def _utcnow_postgresql(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    # The statement's clock, not the transaction's start (now()): a claim or heartbeat
+    # that waited inside its transaction is not born already expired.
     if not element.clauses.clauses:
-        return "now()"
-    return f"(now() + {compiler.process(element.clauses, **kw)} * interval '1 second')"
+        return "clock_timestamp()"
+    shift = compiler.process(element.clauses, **kw)
+    return f"(clock_timestamp() + {shift} * interval '1 second')"
 
 
 @compiles(utcnow, "sqlite")
@@ -255,22 +257,6 @@ def violation_of(driver_error: BaseException | None) -> Violation:
             if isinstance(driver_error, error_class):
                 return Violation(kind, driver_error.diag.constraint_name)
     return Violation("other")
-
-
-_QUEUE_LOCK_KEY = 0x6161_6E61  # "aana": the advisory lock that serialises fair claims
-
-
-_CLAIM_LOCK = select(func.pg_advisory_xact_lock(_QUEUE_LOCK_KEY))
-
-
-def claim_lock(dialect: Dialect) -> Select[Any] | None:
-    """The statement that makes concurrent claimers of the queue take turns.
-
-    Run first in a claim's transaction; the turn lasts until the transaction ends. None
-    on SQLite, where the claim's transaction (begun IMMEDIATE) holds the one write lock.
-    PostgreSQL takes a transaction-scoped advisory lock.
-    """
-    return _CLAIM_LOCK if dialect.name == "postgresql" else None
 
 
 def insert_with_new_ids(

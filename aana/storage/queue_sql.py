@@ -26,6 +26,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -87,8 +88,14 @@ def claim_candidates(
     Parameters: ``limit`` (when ``limited``), ``max_active`` (when ``per_user``).
 
     With ``per_user``, a user's tasks are ranked and only as many are taken as the user
-    has room for beside the tasks already assigned or running. Window functions exclude
-    ``FOR UPDATE``; the caller serialises such claims instead (``claim_lock``).
+    has room for beside the tasks already assigned or running, all in this one
+    statement: no lock is taken beyond its rows, so claimers never wait for each other
+    and tasks without a user never wait for anyone. The head of the queue is locked
+    (``FOR UPDATE SKIP LOCKED``, in the subquery: window functions exclude it at their
+    own level), so concurrent claimers rank different tasks. The room is counted from
+    what was committed when the statement began: claimers working at the same moment
+    for the same user may together overshoot the limit by what each takes at once
+    (at most ``limit``); SQLite, with one writer at a time, is exact.
     """
     condition = claimable(retryable_exceptions)
     order = (Task.priority.desc(), Task.created_at, Task.id)
@@ -112,6 +119,7 @@ def claim_candidates(
         .where(condition, or_(Task.user_id.is_(None), Task.user_id.not_in(full)))
         .order_by(*order)
         .limit(None if limit is None else limit * 4)
+        .with_for_update(skip_locked=True)
         .subquery("head")
     )
     ranked = select(
@@ -150,8 +158,8 @@ class ClaimRequest(NamedTuple):
         }
 
     @property
-    def fair(self) -> bool:
-        """Whether the per-user limit applies (such claims must take turns)."""
+    def per_user(self) -> bool:
+        """Whether the per-user limit applies."""
         return self.maximum_active_tasks_per_user is not None
 
 
@@ -165,7 +173,7 @@ def claim(request: ClaimRequest, job: bool = False) -> Update:
     returns ``JOB_COLUMNS``. Run it with ``request.parameters()``.
     """
     retryable = tuple(request.retryable_exceptions or ())
-    return _claim(retryable, request.fair, request.limit is not None, job)
+    return _claim(retryable, request.per_user, request.limit is not None, job)
 
 
 @cache
@@ -262,37 +270,69 @@ def retry(task_id: UUID) -> Update:
 
 
 def heartbeat(task_ids: Sequence[UUID]) -> Update:
-    """Record that the given tasks are still being worked on."""
+    """Record that the given tasks are still being worked on.
+
+    Rows another transaction holds (a result being stored) are skipped, not waited for.
+    """
+    alive = select(Task.id).where(Task.id.in_(task_ids), Task.status.in_(ACTIVE))
     return (
         update(Task)
-        .where(Task.id.in_(task_ids), Task.status.in_(ACTIVE))
+        .where(Task.id.in_(alive.with_for_update(skip_locked=True)))
         .values(updated_at=utcnow())
     )
 
 
-def expired(execution_timeout: float, heartbeat_timeout: float) -> Select[UUID, bool, int]:
-    """Active tasks whose attempt ran too long or stopped sending heartbeats.
+def expire(execution_timeout: float, heartbeat_timeout: float) -> tuple[Update, dict[str, Any]]:
+    """Hand back, or fail, active tasks whose attempt ran too long or went silent.
 
-    The second column tells which: true when the execution timeout was exceeded.
+    One statement: a task with retries left (``num_retries < max_retries``, a parameter)
+    goes back to the queue as NOT_FINISHED; the others are FAILED with a
+    ``TimeoutError`` (ran longer than ``execution_timeout``) or ``HeartbeatTimeoutError``
+    result. Rows locked by a transaction in progress (a result being stored) are
+    skipped. Returns the tasks changed.
+
+    Returns:
+        The statement and its parameters other than ``max_retries``.
+
     """
-    too_long = Task.assigned_at < utcnow(-execution_timeout)
-    silent = Task.updated_at < utcnow(-heartbeat_timeout)
-    return (
-        select(Task.id, too_long.label("too_long"), Task.num_retries)
+    params = {
+        "execution_timeout": -float(execution_timeout),
+        "heartbeat_timeout": -float(heartbeat_timeout),
+        "timeout_result": {
+            "error": "TimeoutError",
+            "message": f"Task ran longer than {execution_timeout} seconds.",
+        },
+        "silent_result": {
+            "error": "HeartbeatTimeoutError",
+            "message": f"No heartbeat for {heartbeat_timeout} seconds.",
+        },
+    }
+    return _expire(), params
+
+
+@cache
+def _expire() -> Update:
+    too_long = Task.assigned_at < utcnow(bindparam("execution_timeout", type_=Float()))
+    silent = Task.updated_at < utcnow(bindparam("heartbeat_timeout", type_=Float()))
+    lost = (
+        select(Task.id)
         .where(Task.status.in_(ACTIVE), or_(too_long, silent))
         .with_for_update(skip_locked=True)
     )
-
-
-def hand_back(task_id: UUID, status: Status, result: Any) -> Update:
-    """Return an expired task to the queue, or fail it; only if it is still active."""
-    values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
-    if status == Status.FAILED:
-        values.update(result=result, completed_at=utcnow())
+    retry = Task.num_retries < bindparam("max_retries", type_=Integer())
+    failure = case(
+        (too_long, bindparam("timeout_result", type_=JsonType)),
+        else_=bindparam("silent_result", type_=JsonType),
+    )
     return (
         update(Task)
-        .where(Task.id == task_id, Task.status.in_(ACTIVE))
-        .values(values)
+        .where(Task.id.in_(lost), Task.status.in_(ACTIVE))
+        .values(
+            status=case((retry, Status.NOT_FINISHED.value), else_=Status.FAILED.value),
+            result=case((retry, Task.result), else_=failure),
+            completed_at=case((retry, null()), else_=utcnow()),
+            updated_at=utcnow(),
+        )
         .returning(Task)
     )
 

@@ -19,7 +19,6 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from aana.storage import dialects, queue_sql
-from aana.storage.dialects import claim_lock
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.queue_sql import FINISHED, Attempt, ClaimRequest
@@ -195,8 +194,6 @@ class QueueManager:
 
     @staticmethod
     def _claim(db: Connection, request: ClaimRequest) -> list[Job]:
-        if request.fair and (lock := claim_lock(db.dialect)) is not None:
-            db.execute(lock)
         rows = db.execute(queue_sql.claim(request, job=True), request.parameters())
         return [
             Job(Attempt(task_id, number, assigned_at), endpoint, data, user_id)

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from aana.exceptions.db import NotFoundException
 from aana.storage import queue_sql
-from aana.storage.dialects import claim_lock
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.base import BaseRepository
 
@@ -126,9 +125,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
         request = queue_sql.ClaimRequest(
             limit, max_retries, retryable_exceptions, maximum_active_tasks_per_user
         )
-        tasks = self._write_tasks(
-            "claiming tasks", queue_sql.claim(request), request.parameters(), fair=request.fair
-        )
+        tasks = self._write_tasks("claiming tasks", queue_sql.claim(request), request.parameters())
         tasks.sort(key=lambda task: (-task.priority, task.created_at))
         return tasks
 
@@ -165,39 +162,25 @@ class TaskRepository(BaseRepository[TaskEntity]):
         return tasks[0]
 
     def _write_tasks(
-        self,
-        action: str,
-        statement: Update,
-        params: dict[str, Any],
-        fair: bool = False,
-        commit: bool = True,
+        self, action: str, statement: Update, params: dict[str, Any], commit: bool = True
     ) -> list[TaskEntity]:
         """Run an UPDATE returning tasks; the tasks loaded in the session are refreshed.
 
         The queue's hot path: with nothing unsaved in the session, the statement runs
-        alone in autocommit (one round trip; one statement is atomic by itself). A fair
-        claim takes the claimers' turn first, in one transaction with the claim.
+        alone in autocommit (one round trip; one statement is atomic by itself).
 
         Args:
             action: What is being done, for error messages.
             statement: The UPDATE, returning ``TaskEntity``.
             params: Its parameters.
-            fair: Take the claimers' turn first (``claim_lock``).
-            commit: Commit when done.
+            commit: Commit when done; otherwise it runs in the session's transaction.
 
         """
-        dialect = self.session.get_bind(TaskEntity).dialect
-        lock = claim_lock(dialect) if fair else None
-        if lock is None and commit:
+        if commit:
             with self.writing_one_statement(action):
                 return list(self.session.scalars(statement, params, execution_options=_REFRESH))
         with self.writing(action):
-            if lock is not None:
-                self.session.execute(lock)
-            tasks = list(self.session.scalars(statement, params, execution_options=_REFRESH))
-            if commit:
-                self._end_transaction()
-        return tasks
+            return list(self.session.scalars(statement, params, execution_options=_REFRESH))
 
     def retry_task(self, task_id: str | uuid.UUID) -> TaskEntity:
         """Send a task back to the queue as CREATED, with its retries and result cleared.
@@ -257,31 +240,9 @@ class TaskRepository(BaseRepository[TaskEntity]):
             The tasks changed.
 
         """
-        changed: list[TaskEntity] = []
-        with self._write_transaction("expiring tasks"):
-            rows = self.session.execute(queue_sql.expired(execution_timeout, heartbeat_timeout))
-            for task_id, too_long, num_retries in rows.all():
-                if num_retries < max_retries:
-                    status, result = Status.NOT_FINISHED, None
-                elif too_long:
-                    status, result = (
-                        Status.FAILED,
-                        {
-                            "error": "TimeoutError",
-                            "message": f"Task ran longer than {execution_timeout} seconds.",
-                        },
-                    )
-                else:
-                    status, result = (
-                        Status.FAILED,
-                        {
-                            "error": "HeartbeatTimeoutError",
-                            "message": f"No heartbeat for {heartbeat_timeout} seconds.",
-                        },
-                    )
-                statement = queue_sql.hand_back(task_id, status, result)
-                changed.extend(self.session.scalars(statement, execution_options=_REFRESH))
-        return changed
+        statement, params = queue_sql.expire(execution_timeout, heartbeat_timeout)
+        params["max_retries"] = max_retries
+        return self._write_tasks("expiring tasks", statement, params)
 
     def heartbeat(self, task_ids: Sequence[str | uuid.UUID]) -> None:
         """Record that these tasks are still being worked on."""
