@@ -89,13 +89,12 @@ def claim_candidates(
 
     With ``per_user``, a user's tasks are ranked and only as many are taken as the user
     has room for beside the tasks already assigned or running, all in this one
-    statement: no lock is taken beyond its rows, so claimers never wait for each other
-    and tasks without a user never wait for anyone. The head of the queue is locked
-    (``FOR UPDATE SKIP LOCKED``, in the subquery: window functions exclude it at their
-    own level), so concurrent claimers rank different tasks. The room is counted from
-    what was committed when the statement began: claimers working at the same moment
-    for the same user may together overshoot the limit by what each takes at once
-    (at most ``limit``); SQLite, with one writer at a time, is exact.
+    statement: no lock is taken beyond the rows claimed (``FOR UPDATE SKIP LOCKED``, at
+    the outer level: window functions exclude it at their own), so claimers never wait
+    for each other and tasks without a user never wait for anyone. The room is counted
+    from what was committed when the statement began: claimers working at the same
+    moment for the same user may together overshoot the limit by what each takes at
+    once (at most ``limit``); SQLite, with one writer at a time, is exact.
     """
     condition = claimable(retryable_exceptions)
     order = (Task.priority.desc(), Task.created_at, Task.id)
@@ -119,7 +118,6 @@ def claim_candidates(
         .where(condition, or_(Task.user_id.is_(None), Task.user_id.not_in(full)))
         .order_by(*order)
         .limit(None if limit is None else limit * 4)
-        .with_for_update(skip_locked=True)
         .subquery("head")
     )
     ranked = select(
@@ -132,12 +130,18 @@ def claim_candidates(
         .label("rank"),
     ).subquery("ranked")
     room = max_active - func.coalesce(active.c.active, 0)
-    return (
+    fitting = (
         select(ranked.c.id)
         .select_from(ranked.outerjoin(active, ranked.c.user_id == active.c.user_id))
         .where(or_(ranked.c.user_id.is_(None), ranked.c.rank <= room))
-        .order_by(ranked.c.priority.desc(), ranked.c.created_at, ranked.c.id)
+    )
+    # Only the rows taken are locked; those another claimer holds are skipped.
+    return (
+        select(Task.id)
+        .where(Task.id.in_(fitting), condition)
+        .order_by(*order)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
 
 
