@@ -130,9 +130,19 @@ def sqlite_engine_options(path: str, connection_timeout: int) -> dict[str, Any]:
 
 
 def postgresql_engine_options(
-    config: dict[str, Any], connection_timeout: int, query_timeout: int
+    config: dict[str, Any],
+    connection_timeout: int,
+    query_timeout: int,
+    idle_in_transaction_timeout: int = 0,
 ) -> dict[str, Any]:
-    """``create_engine`` arguments for PostgreSQL through psycopg 3."""
+    """``create_engine`` arguments for PostgreSQL through psycopg 3.
+
+    Connections notice a dead peer within seconds, not the operating system's two
+    hours: TCP keepalives probe an idle connection after 5 s (every 2 s, 3 times), and
+    data the server has not acknowledged for ``connection_timeout`` seconds fails the
+    call. With ``idle_in_transaction_timeout`` (seconds) the server ends a session whose
+    transaction sits idle that long (a client gone mid-transaction releases its locks).
+    """
     url = URL.create(
         "postgresql+psycopg",
         username=config["user"],
@@ -142,12 +152,19 @@ def postgresql_engine_options(
         database=config["database"],
     )
     options = f"-c timezone=UTC -c statement_timeout={int(query_timeout) * 1000}"
+    if idle_in_transaction_timeout:
+        options += f" -c idle_in_transaction_session_timeout={idle_in_transaction_timeout * 1000}"
     return {
         "url": url,
         "connect_args": {
             "connect_timeout": connection_timeout,
             "options": options,
             "application_name": "aana",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": connection_timeout * 1000,
         },
     }
 
