@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectin_polymorphic
 from sqlalchemy.orm.interfaces import ORMOption
 
-from aana.exceptions.db import NotFoundException
+from aana.exceptions.db import InvalidInputException, NotFoundException
 from aana.storage.bulk import bulk_insert
+from aana.storage.checks import check_page
 from aana.storage.dialects import SQLITE_BEGIN_OPTION
 from aana.storage.errors import OnViolation, translate_errors
 from aana.storage.models.base import BaseEntity
@@ -122,13 +123,16 @@ class BaseRepository(Generic[T]):
             NotFoundException: No such entity and ``check`` is true.
 
         """
-        with self.reading(f"reading {self.table_name} {item_id!r}"):
-            entity = self.session.get(
-                self.model_class,
-                item_id,
-                options=self._subclass_columns(),
-                populate_existing=True,  # what is stored now, not what was loaded before
-            )
+        try:
+            with self.reading(f"reading {self.table_name} {item_id!r}"):
+                entity = self.session.get(
+                    self.model_class,
+                    item_id,
+                    options=self._subclass_columns(),
+                    populate_existing=True,  # what is stored now, not what was loaded before
+                )
+        except InvalidInputException:
+            entity = None  # an id no row can hold ("x" for an integer key): no such row
         if entity is None and check:
             raise NotFoundException(self.table_name, item_id)
         return entity  # type: ignore[return-value]
@@ -148,11 +152,20 @@ class BaseRepository(Generic[T]):
         """Whether an entity with this id exists (*ours*)."""
         primary_key = self.model_class.__mapper__.primary_key[0]
         query = select(primary_key).where(primary_key == item_id).limit(1)
-        with self.reading(f"looking up {self.table_name} {item_id!r}"):
-            return self.session.scalar(query) is not None
+        try:
+            with self.reading(f"looking up {self.table_name} {item_id!r}"):
+                return self.session.scalar(query) is not None
+        except InvalidInputException:
+            return False  # an id no row can hold
 
     def list(self, limit: int | None = 100, offset: int = 0) -> Sequence[T]:
-        """Entities in primary-key order, a page at a time (*ours*)."""
+        """Entities in primary-key order, a page at a time (*ours*).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative; nothing is read.
+
+        """
+        check_page(limit, offset)
         primary_key = self.model_class.__mapper__.primary_key[0]
         query = (
             select(self.model_class)
