@@ -5,6 +5,10 @@ from aana.exceptions.db import (
     ConstraintViolationException,
     DatabaseConnectionException,
     DatabaseException,
+    InvalidInputException,
+    InvalidJsonException,
+    InvalidTypeException,
+    InvalidValueException,
     MediaIdAlreadyExistsException,
     NotFoundException,
 )
@@ -14,6 +18,10 @@ __all__ = [
     "ConstraintViolationException",
     "DatabaseConnectionException",
     "DatabaseException",
+    "InvalidInputException",
+    "InvalidJsonException",
+    "InvalidTypeException",
+    "InvalidValueException",
     "MediaIdAlreadyExistsException",
     "NotFoundException",
 ]

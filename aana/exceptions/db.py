@@ -58,3 +58,29 @@ class DatabaseConnectionException(DatabaseException):
     """The database could not be reached (*ours*); the message names where, never how."""
 
     http_status_code = 503
+
+
+class InvalidInputException(BaseException):
+    """A value cannot be stored as given (*ours*); nothing was written.
+
+    Raised before the value reaches the database, the same on every backend. ``column``
+    names where the value was headed (``"caption.frame_id"``, ``"task data"``).
+    """
+
+    http_status_code = 422
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message, column=column)
+        self.column = column
+
+
+class InvalidValueException(InvalidInputException, ValueError):
+    """A value has the right type but cannot be stored: NaN, out of range, a lone surrogate."""
+
+
+class InvalidTypeException(InvalidInputException, TypeError):
+    """A value has a type its column cannot store."""
+
+
+class InvalidJsonException(InvalidTypeException, ValueError):
+    """A value cannot be stored as JSON: both a ``TypeError`` and a ``ValueError``."""

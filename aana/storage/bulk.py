@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Table, insert, select
+from sqlalchemy import Column, Integer, Table, TypeDecorator, insert, select
 from sqlalchemy.orm import Session
 
 from aana.storage import dialects
@@ -60,10 +60,10 @@ def bulk_insertable(entity_class: type[BaseEntity]) -> bool:
 
 
 def _is_integer(column: Column[Any]) -> bool:
-    try:
-        return column.type.python_type is int
-    except NotImplementedError:
-        return False
+    column_type = column.type
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    return isinstance(column_type, Integer)
 
 
 def insert_and_load(

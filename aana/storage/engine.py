@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 from aana.configs.db import DbType
 from aana.exceptions.config import ConfigurationError
-from aana.exceptions.db import DatabaseConnectionException
+from aana.exceptions.db import DatabaseConnectionException, InvalidInputException
 from aana.storage import dialects
 
 if TYPE_CHECKING:
@@ -56,9 +56,13 @@ def _engine_options(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
     return datastore_type, options
 
 
-def _report_connection_errors(engine: Engine) -> None:
+def _report_errors(engine: Engine) -> None:
     @event.listens_for(engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
+        if isinstance(context.original_exception, InvalidInputException):
+            # A column type refused a value (aana.storage.checks): raise that, not
+            # SQLAlchemy's StatementError around it, so Core users see what repositories do.
+            raise context.original_exception from None
         if context.connection is not None or context.is_pre_ping:
             return  # a statement failed on a live connection: not a connection problem
         error = connection_error(engine.url, context.original_exception)
@@ -78,7 +82,7 @@ def connection_error(url: URL, error: BaseException) -> DatabaseConnectionExcept
 def _configure(engine: Engine, datastore_type: DbType, settings: DbSettings) -> None:
     if datastore_type is DbType.SQLITE:
         dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
-    _report_connection_errors(engine)
+    _report_errors(engine)
 
 
 def create_engine(settings: DbSettings) -> Engine:

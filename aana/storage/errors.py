@@ -9,7 +9,11 @@ from typing import Literal
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from aana.exceptions.core import BaseException as AanaException
-from aana.exceptions.db import ConstraintViolationException, DatabaseException
+from aana.exceptions.db import (
+    ConstraintViolationException,
+    DatabaseException,
+    InvalidInputException,
+)
 from aana.storage.dialects import Violation, violation_of
 
 OnViolation = Callable[[Violation], AanaException | None]
@@ -32,6 +36,7 @@ def translate_errors(action: str, on_violation: OnViolation | None = None) -> Er
             back to ``ConstraintViolationException``).
 
     Raises:
+        InvalidInputException: A column type refused a value (``aana.storage.checks``).
         ConstraintViolationException: A constraint was broken.
         DatabaseException: Any other database failure, with the driver error chained.
 
@@ -58,7 +63,10 @@ class ErrorTranslation:
         traceback: TracebackType | None,
     ) -> Literal[False]:
         if isinstance(error, SQLAlchemyError):
-            raise self.translated(error) from error
+            translated = self.translated(error)
+            if translated is getattr(error, "orig", None):
+                raise translated from None  # the original, not wrapped: nothing to chain
+            raise translated from error
         return False
 
     def translated(self, error: SQLAlchemyError) -> Exception:
@@ -75,6 +83,9 @@ class ErrorTranslation:
         if isinstance(error, DBAPIError):
             cause = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
             return DatabaseException(f"{action} failed: {cause}")
+        if isinstance(error, StatementError) and isinstance(error.orig, InvalidInputException):
+            # A column type refused a value while binding: its message names the column.
+            return error.orig
         if isinstance(error, StatementError) and isinstance(error.orig, ValueError | TypeError):
             # A value its column type refused while binding: the caller's input is at fault.
             refused = TypeError if isinstance(error.orig, TypeError) else ValueError

@@ -22,12 +22,11 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import JSON
 
 from aana.exceptions.migrations import MigrationException, UnknownRevisionException
 from aana.storage.dialects import exclusive_migrations, utcnow
 from aana.storage.models import PACKAGE_TABLES, BaseEntity
-from aana.storage.types import UtcDateTime
+from aana.storage.types import CheckedJson, CheckedType, UtcDateTime
 
 if TYPE_CHECKING:
     from aana.configs.settings import Settings
@@ -298,8 +297,11 @@ def render_item(kind: str, item: Any, autogen_context: Any) -> str | Literal[Fal
     """Render aana's column types and defaults portably in generated migrations."""
     if kind == "type" and isinstance(item, UtcDateTime):
         return "aana.storage.types.UtcDateTime()"
-    if kind == "type" and isinstance(item, JSON) and getattr(item, "_variant_mapping", None):
+    if kind == "type" and isinstance(item, CheckedJson):
         return "aana.storage.types.JsonType"
+    if kind == "type" and isinstance(item, CheckedType):
+        # The checks are the models' business; the schema has the plain SQL type.
+        return f"sa.{item.impl_instance!r}"
     if kind == "server_default" and isinstance(getattr(item, "arg", None), utcnow):
         return "aana.storage.dialects.utcnow()"
     return False

@@ -18,7 +18,6 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     Delete,
-    Float,
     Insert,
     Integer,
     Select,
@@ -40,12 +39,21 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from aana.storage.dialects import json_text, likely, utcnow
 from aana.storage.models.task import CLAIMABLE_SQL, Status, TaskEntity
-from aana.storage.types import JsonType, UtcDateTime
+from aana.storage.types import CheckedFloat, JsonType, UtcDateTime
 
 Task = TaskEntity
 CLAIMABLE = (Status.CREATED, Status.NOT_FINISHED)
 ACTIVE = (Status.ASSIGNED, Status.RUNNING)
 FINISHED = (Status.COMPLETED, Status.FAILED)
+
+
+def _type_of(attribute: InstrumentedAttribute[Any]) -> Any:
+    """The type of a task column, for a parameter bound to it.
+
+    It checks the values bound (``aana.storage.types``), where a plain ``Float()`` would
+    let NaN through.
+    """
+    return Task.__table__.c[attribute.key].type
 
 
 JOB_COLUMNS = (Task.id, Task.num_retries, Task.assigned_at, Task.endpoint, Task.data, Task.user_id)
@@ -204,10 +212,10 @@ def new_task() -> Insert:
     """
     return insert(Task).values(
         id=bindparam("id", type_=Task.__table__.c.id.type),
-        endpoint=bindparam("endpoint", type_=String()),
+        endpoint=bindparam("endpoint", type_=_type_of(Task.endpoint)),
         data=json_text(bindparam("data", type_=String())),
-        priority=bindparam("priority", type_=Integer()),
-        user_id=bindparam("user", type_=String()),
+        priority=bindparam("priority", type_=_type_of(Task.priority)),
+        user_id=bindparam("user", type_=_type_of(Task.user_id)),
     )
 
 
@@ -244,7 +252,7 @@ def _set_status(status: Status, with_progress: bool, with_result: bool) -> Updat
         "completed_at": utcnow() if status in FINISHED else null(),
     }
     if with_progress:
-        values["progress"] = bindparam("progress", type_=Float())
+        values["progress"] = bindparam("progress", type_=_type_of(Task.progress))
     if with_result:
         values["result"] = bindparam("result", type_=JsonType)
     if status == Status.ASSIGNED:
@@ -316,8 +324,8 @@ def expire(execution_timeout: float, heartbeat_timeout: float) -> tuple[Update, 
 
 @cache
 def _expire() -> Update:
-    too_long = Task.assigned_at < utcnow(bindparam("execution_timeout", type_=Float()))
-    silent = Task.updated_at < utcnow(bindparam("heartbeat_timeout", type_=Float()))
+    too_long = Task.assigned_at < utcnow(bindparam("execution_timeout", type_=CheckedFloat()))
+    silent = Task.updated_at < utcnow(bindparam("heartbeat_timeout", type_=CheckedFloat()))
     lost = (
         select(Task.id)
         .where(Task.status.in_(ACTIVE), or_(too_long, silent))
@@ -395,7 +403,9 @@ def finish_many() -> Update:
         .values(
             status=bindparam("new_status", type_=Task.__table__.c.status.type),
             result=bindparam("new_result", type_=JsonType),
-            progress=func.coalesce(bindparam("new_progress", type_=Float()), Task.progress),
+            progress=func.coalesce(
+                bindparam("new_progress", type_=_type_of(Task.progress)), Task.progress
+            ),
             completed_at=utcnow(),
         )
     )
@@ -422,7 +432,7 @@ def attempt_state() -> Select[UUID, Status]:
 @cache
 def report_progress() -> Update:
     """Record a running attempt's ``progress`` (which is also a heartbeat)."""
-    progress = bindparam("progress", type_=Float())
+    progress = bindparam("progress", type_=_type_of(Task.progress))
     return (
         update(Task)
         .where(held(Status.RUNNING))

@@ -1,17 +1,154 @@
-"""Portable column types, defined once for every entity."""
+"""Portable column types, defined once for every entity.
+
+Every type here checks the values bound to it (``aana.storage.checks``) before they reach
+the driver, so a value that one backend would refuse and another would store is refused
+on both, with the same typed exception naming the column. The checks run wherever
+SQLAlchemy binds a value: ORM flushes, Core statements (one row or many), bulk inserts
+and the task queue's statements. A type learns its column's name when the column joins
+its table (see ``_name_checked_columns``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
-from sqlalchemy import JSON, DateTime, Dialect
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Double,
+    Integer,
+    SmallInteger,
+    Table,
+    event,
+)
+from sqlalchemy import String as SqlString
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from aana.exceptions.db import InvalidTypeException, InvalidValueException
+from aana.storage import checks
 
 
-class UtcDateTime(TypeDecorator[datetime]):
+class CheckedType(TypeDecorator[Any]):
+    """A type that checks the values bound to it; ``column`` names it in messages."""
+
+    cache_ok = True
+    column: str | None = None
+
+    def where(self) -> str:
+        """The column, as messages name it."""
+        return self.column or "a column"
+
+    def named(self, column: str) -> Self:
+        """A copy of this type that names ``column`` in its messages."""
+        copy = self.copy()
+        copy.column = column
+        return copy
+
+
+class CheckedString(CheckedType):
+    """Text that refuses lone surrogates and NUL characters (``String``)."""
+
+    cache_ok = True
+    impl = SqlString
+
+    def __init__(self, length: int | None = None, *, column: str | None = None) -> None:
+        """A string column, at most ``length`` characters long where the backend enforces it."""
+        super().__init__(length)
+        self.column = column
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        """Check the text."""
+        return None if value is None else checks.check_text(value, self.where())
+
+
+class CheckedInteger(CheckedType):
+    """An integer that refuses values outside the column's width, in bits (``Integer``).
+
+    The width follows the implementation: 16 bits for ``SmallInteger``, 64 for
+    ``BigInteger`` (``CheckedBigInteger``), 32 otherwise, as PostgreSQL stores them.
+    """
+
+    cache_ok = True
+    impl = Integer
+
+    def __init__(self, *, column: str | None = None) -> None:
+        """An integer column."""
+        super().__init__()
+        self.column = column
+
+    @property
+    def bits(self) -> int:
+        """How wide the column's integers are."""
+        impl = self.impl_instance
+        if isinstance(impl, BigInteger):
+            return 64
+        return 16 if isinstance(impl, SmallInteger) else 32
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        """Check the integer."""
+        return None if value is None else checks.check_integer(value, self.where(), self.bits)
+
+
+class CheckedBigInteger(CheckedInteger):
+    """A 64-bit integer (``BigInteger``) that refuses values outside that range."""
+
+    cache_ok = True
+    impl = BigInteger
+
+
+class CheckedFloat(CheckedType):
+    """A double-precision float that refuses NaN and ±infinity (``Double``)."""
+
+    cache_ok = True
+    impl = Double
+
+    def __init__(self, *, column: str | None = None) -> None:
+        """A float column."""
+        super().__init__()
+        self.column = column
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> float | None:
+        """Check the number."""
+        return None if value is None else checks.check_float(value, self.where())
+
+
+class CheckedJson(CheckedType):
+    """JSON everywhere; ``jsonb`` on PostgreSQL, where it can be indexed and queried.
+
+    Refuses what cannot be stored as JSON on every backend (see ``checks.check_json``).
+    Python's None is stored as JSON ``null``, as SQLAlchemy's ``JSON`` does.
+    """
+
+    cache_ok = True
+    impl = JSON
+    hashable = False
+
+    def __init__(self, *, column: str | None = None) -> None:
+        """A JSON column."""
+        super().__init__()
+        self.column = column
+        self.should_evaluate_none = self.impl_instance.should_evaluate_none
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """``jsonb`` on PostgreSQL, ``JSON`` elsewhere."""
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Check the value (``JSON.NULL`` stands for SQL NULL and passes as is)."""
+        if value is None or value is JSON.NULL:
+            return value
+        return checks.check_json(value, self.where())
+
+
+class UtcDateTime(CheckedType):
     """A timezone-aware UTC timestamp on every backend.
 
     PostgreSQL stores ``timestamptz``. SQLite stores fixed-width text
@@ -20,19 +157,29 @@ class UtcDateTime(TypeDecorator[datetime]):
     their time zone would be a guess.
     """
 
-    impl = DateTime(timezone=True)
     cache_ok = True
+    impl = DateTime(timezone=True)
+
+    def __init__(self, *, column: str | None = None) -> None:
+        """A timestamp column."""
+        super().__init__()
+        self.column = column
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Check that a value is an aware datetime and convert it to UTC."""
         if value is None:
             return None
         if not isinstance(value, datetime):
-            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+            raise InvalidTypeException(
+                f"{self.where()} takes an aware datetime, got {type(value).__name__} "
+                f"{value!r}; e.g. datetime.now(timezone.utc)",
+                self.column,
+            )
         if value.tzinfo is None:
-            raise ValueError(
-                f"naive datetime {value.isoformat()} has no time zone; "
-                "pass an aware one, e.g. datetime.now(timezone.utc)"
+            raise InvalidValueException(
+                f"{self.where()}: naive datetime {value.isoformat()} has no time zone; "
+                "pass an aware one, e.g. datetime.now(timezone.utc)",
+                self.column,
             )
         return value.astimezone(UTC)
 
@@ -66,5 +213,13 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-JsonType = JSON().with_variant(JSONB(), "postgresql")
+JsonType = CheckedJson()
 """JSON everywhere; ``jsonb`` on PostgreSQL, where it can be indexed and queried."""
+
+
+@event.listens_for(Column, "after_parent_attach")
+def _name_checked_columns(column: Column[Any], parent: Any) -> None:
+    # A column's checked type names the column in its messages: each column gets its own
+    # copy (entities share the instances of BaseEntity.type_annotation_map).
+    if isinstance(parent, Table) and isinstance(column.type, CheckedType):
+        column.type = column.type.named(f"{parent.name}.{column.name}")

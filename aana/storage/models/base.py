@@ -8,12 +8,18 @@ import uuid
 from typing import Any, Self
 
 from sqlalchemy import Enum as SqlEnum
-from sqlalchemy import MetaData, String, Uuid, event, inspect
+from sqlalchemy import MetaData, Uuid, event, inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, validates
 
 from aana.core.models.media import MediaId
 from aana.storage.dialects import utcnow
-from aana.storage.types import JsonType, UtcDateTime
+from aana.storage.types import (
+    CheckedFloat,
+    CheckedInteger,
+    CheckedString,
+    JsonType,
+    UtcDateTime,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -31,7 +37,9 @@ def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
 class BaseEntity(DeclarativeBase):
     """Base class of all entities; derive your own entities from it.
 
-    Python types map to portable column types: ``datetime`` to a UTC timestamp, ``dict``,
+    Python types map to portable column types, which refuse values some backend could not
+    store (``aana.storage.checks``): ``str`` to text, ``int`` to a 32-bit integer, ``float``
+    to a double, ``datetime`` to a UTC timestamp, ``dict``,
     ``list`` and ``Any`` to JSON, ``uuid.UUID`` to a native UUID where there is one, ``MediaId``
     to a 36-character string, and enums to their values, stored as text (up to 64 characters),
     so adding a member needs no database type change.
@@ -39,7 +47,10 @@ class BaseEntity(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
-        MediaId: String(36),
+        MediaId: CheckedString(36),
+        str: CheckedString(),
+        int: CheckedInteger(),
+        float: CheckedFloat(),
         datetime.datetime: UtcDateTime(),
         dict[str, Any]: JsonType,
         list[Any]: JsonType,

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Self
 
 from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from aana.core.models.captions import Caption
+from aana.exceptions.db import InvalidValueException
 from aana.storage.models.base import BaseEntity, TimeStampEntity
 
 
 def check_non_negative(name: str, value: float) -> float:
-    """Return ``value`` unless it is negative, then raise ``ValueError`` naming ``name``."""
-    if value is not None and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    """Return ``value`` unless it is negative, then raise ``ValueError`` naming ``name``.
+
+    Other problems (NaN, a value out of range, a wrong type) are the column type's to
+    find (``aana.storage.checks``).
+    """
+    if isinstance(value, numbers.Real) and value < 0:
+        raise InvalidValueException(f"{name} must be >= 0, got {value!r}", f"caption.{name}")
     return value
 
 

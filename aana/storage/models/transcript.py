@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Self
 
 from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from aana.core.models.asr import AsrSegments, AsrTranscription, AsrTranscriptionInfo
+from aana.exceptions.db import InvalidValueException
 from aana.storage.models.base import BaseEntity, TimeStampEntity
 
 
 def check_confidence(value: float | None) -> float | None:
     """Return ``value`` if it is a probability (or None), else raise ``ValueError``."""
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(f"language_confidence must be between 0 and 1, got {value!r}")
+    if isinstance(value, numbers.Real) and not 0.0 <= value <= 1.0:
+        raise InvalidValueException(
+            f"language_confidence must be between 0 and 1, got {value!r}",
+            "transcript.language_confidence",
+        )
     return value
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import Dialect, func, select
 from sqlalchemy.orm import Session, selectin_polymorphic
 from sqlalchemy.orm.interfaces import ORMOption
 
-from aana.exceptions.db import NotFoundException
+from aana.exceptions.db import InvalidInputException, NotFoundException
+from aana.storage.checks import check_page
 from aana.storage.dialects import autocommit_options, write_options
 from aana.storage.errors import OnViolation, translate_errors
 from aana.storage.models.base import BaseEntity
@@ -79,7 +80,10 @@ class BaseRepository(Generic[T]):
                     self._begin(autocommit_options)
                 yield alone
         except BaseException:
-            self.session.rollback()
+            if alone:
+                self._abandon()
+            else:
+                self.session.rollback()
             raise
         if alone:
             self._end_transaction()
@@ -130,9 +134,23 @@ class BaseRepository(Generic[T]):
                 self._begin(autocommit_options)
                 yield
         except BaseException:
-            self.session.rollback()
+            self._abandon()
             raise
         self._end_transaction()
+
+    def _abandon(self) -> None:
+        """End an autocommit block that failed: its one statement wrote nothing.
+
+        The session's objects are left as they were (a rollback would expire them all),
+        unless a failed flush needs the rollback to put the session right.
+        """
+        if self.session.is_active and not self._has_pending_changes():
+            try:
+                self._end_transaction()
+                return
+            except Exception:  # noqa: S110 - the rollback below covers it
+                pass
+        self.session.rollback()
 
     def create(self, entity: T) -> T:
         """Insert one entity and commit.
@@ -182,8 +200,11 @@ class BaseRepository(Generic[T]):
             NotFoundException: No such entity and ``check`` is true.
 
         """
-        with self.reading(f"reading {self.table_name} {item_id!r}") as alone:
-            entity = self._get(item_id, fresh=alone)
+        try:
+            with self.reading(f"reading {self.table_name} {item_id!r}") as alone:
+                entity = self._get(item_id, fresh=alone)
+        except InvalidInputException:
+            entity = None  # an id no row can hold ("x" for an integer key): no such row
         if entity is None and check:
             raise NotFoundException(self.table_name, item_id)
         return entity  # type: ignore[return-value]
@@ -211,11 +232,20 @@ class BaseRepository(Generic[T]):
         """Whether an entity with this id exists (*ours*)."""
         primary_key = self.model_class.__mapper__.primary_key[0]
         query = select(primary_key).where(primary_key == item_id).limit(1)
-        with self.reading(f"looking up {self.table_name} {item_id!r}"):
-            return self.session.scalar(query) is not None
+        try:
+            with self.reading(f"looking up {self.table_name} {item_id!r}"):
+                return self.session.scalar(query) is not None
+        except InvalidInputException:
+            return False  # an id no row can hold
 
     def list(self, limit: int | None = 100, offset: int = 0) -> Sequence[T]:
-        """Entities in primary-key order, a page at a time (*ours*)."""
+        """Entities in primary-key order, a page at a time (*ours*).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative; nothing is read.
+
+        """
+        check_page(limit, offset)
         primary_key = self.model_class.__mapper__.primary_key[0]
         query = (
             select(self.model_class)

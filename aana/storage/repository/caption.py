@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
@@ -57,8 +58,9 @@ class CaptionRepository(BaseRepository[T]):
                 f"({len(frame_ids)}) must have the same length: one of each per frame"
             )
         if frame_ids and timestamps:
-            check_non_negative("frame_id", min(frame_ids))
-            check_non_negative("timestamp", min(timestamps))
+            with suppress(TypeError):  # a value of the wrong type: its column type says so
+                check_non_negative("frame_id", min(frame_ids))
+                check_non_negative("timestamp", min(timestamps))
         with self.writing(f"saving {len(captions)} captions"):
             if bulk_insertable(self.model_class):
                 columns = {"caption": captions, "timestamp": timestamps, "frame_id": frame_ids}

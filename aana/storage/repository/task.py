@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Update, func, select
 from sqlalchemy.orm import Session
 
-from aana.exceptions.db import NotFoundException
-from aana.storage import queue_sql
+from aana.exceptions.db import InvalidJsonException, NotFoundException
+from aana.storage import checks, queue_sql
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.base import BaseRepository
 
@@ -31,13 +31,23 @@ _JSON = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps(...) builds
 
 
 def check_json(value: Any, what: str) -> str:
-    """``value`` as JSON text, or a ``TypeError`` if it cannot be stored as JSON."""
+    """``value`` as JSON text, or a ``TypeError`` if it cannot be stored as JSON.
+
+    Raises:
+        InvalidJsonException: ``value`` holds something JSON cannot (an object, NaN,
+            infinity), text no backend can store (a lone surrogate, NUL), or is nested
+            deeper than ``aana.storage.checks.MAX_JSON_DEPTH``. A ``TypeError`` (and a
+            ``ValueError``); never a ``RecursionError``.
+
+    """
+    checks.check_json(value, what)  # first: it walks without recursion
     try:
         return _JSON.encode(value)
     except (TypeError, ValueError) as error:
-        raise TypeError(
+        raise InvalidJsonException(
             f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, booleans, "
-            f"None; no NaN or infinity): {error}. Convert other values, e.g. str(path)."
+            f"None; no NaN or infinity): {error}. Convert other values, e.g. str(path).",
+            what,
         ) from None
 
 
@@ -115,13 +125,17 @@ class TaskRepository(BaseRepository[TaskEntity]):
         never claim the same task.
 
         Args:
-            limit: At most this many tasks; None for all.
+            limit: At most this many tasks (>= 0); None for all.
             max_retries: Attempts after which a failed task is not retried.
             retryable_exceptions: Names of exception classes worth a retry.
             maximum_active_tasks_per_user: A user with this many tasks assigned or
                 running gets no more claimed until some finish.
 
+        Raises:
+            ValueError: ``limit`` is negative; nothing is claimed.
+
         """
+        checks.check_page(limit)
         request = queue_sql.ClaimRequest(
             limit, max_retries, retryable_exceptions, maximum_active_tasks_per_user
         )
@@ -260,7 +274,13 @@ class TaskRepository(BaseRepository[TaskEntity]):
         offset: int = 0,
         endpoint: str | None = None,
     ) -> list[TaskEntity]:
-        """Tasks, newest first, optionally of one user, one status and one endpoint."""
+        """Tasks, newest first, optionally of one user, one status and one endpoint.
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative; nothing is read.
+
+        """
+        checks.check_page(limit, offset)
         query = select(TaskEntity)
         if endpoint is not None:
             query = query.where(TaskEntity.endpoint == endpoint)
