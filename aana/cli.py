@@ -2,57 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
 from alembic.util import CommandError
 
 from aana.configs.settings import Settings
 from aana.exceptions.migrations import MigrationException
-from aana.sdk import AanaSDK
 from aana.storage import op
-
-
-class AppPathError(click.ClickException):
-    """APP_PATH does not name an AanaSDK; the message says what was expected."""
-
-    exit_code = 2
-
-
-def load_app(app_path: str) -> AanaSDK:
-    """Import ``module:attribute`` and return the ``AanaSDK`` it names.
-
-    The current directory is importable, as for ``python -m``.
-
-    Raises:
-        AppPathError: The path is malformed, not importable, or not an AanaSDK.
-
-    """
-    module_name, _, attribute = app_path.partition(":")
-    if not module_name or not attribute:
-        raise AppPathError(
-            f"{app_path!r} is not of the form module:attribute (e.g. myapp.main:aana_app)"
-        )
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise AppPathError(
-            f"cannot import module {module_name!r} of {app_path!r}: {error}"
-        ) from error
-    app = getattr(module, attribute, None)
-    if not isinstance(app, AanaSDK):
-        found = "nothing" if app is None else f"a {type(app).__name__}"
-        raise AppPathError(
-            f"{app_path!r} must name an AanaSDK instance, but {attribute!r} in "
-            f"{module_name!r} is {found}"
-        )
-    return app
+from aana.tasks.cli import AppPathUsageError, load_app, tasks, worker
 
 
 def _target(app_path: str | None) -> tuple[Settings, op.AppMigrations | None]:
@@ -109,7 +69,9 @@ def revision(app_path: str, message: str, autogenerate: bool) -> None:
     """
     settings, app = _target(app_path)
     if app is None:
-        raise AppPathError(f"{app_path!r} has no migrations folder: pass migrations_path= to it")
+        raise AppPathUsageError(
+            f"{app_path!r} has no migrations folder: pass migrations_path= to it"
+        )
     with _reported():
         path = op.generate_revision(settings, app, message, autogenerate=autogenerate)
     if path is None:
@@ -171,8 +133,6 @@ def check(app_path: str | None) -> None:
         sys.exit(1)
     click.echo("Models and migrations agree.")
 
-
-from aana.tasks.cli import tasks, worker  # noqa: E402  (the commands import load_app above)
 
 main.add_command(worker)
 main.add_command(tasks)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aana.configs.settings import Settings
 from aana.configs.settings import settings as default_settings
-from aana.storage.op import AppMigrations, run_alembic_migrations
+from aana.exceptions.config import (
+    AppAttributeNotFoundError,
+    AppModuleNotFoundError,
+    AppPathError,
+    NotAnAppError,
+)
 from aana.tasks.app import TaskQueueMixin
+
+if TYPE_CHECKING:
+    # Alembic loads only when migrations run: worker processes never need it.
+    from aana.storage.op import AppMigrations
 
 MigrationFunc = Callable[[Settings], Any]
 
@@ -46,6 +56,45 @@ class AanaSDK(TaskQueueMixin):
         )
         self.init_task_queue(retryable_exceptions)
 
+    @classmethod
+    def from_path(cls, app_path: str) -> AanaSDK:
+        """The application named by ``app_path``: ``module:attribute`` of an ``AanaSDK``.
+
+        The module is imported as ``import`` would (``sys.path`` as it is); nothing but
+        the application's own module is loaded, so worker processes can use this
+        without the command line.
+
+        Raises:
+            AppPathError: ``app_path`` is not of the form ``module:attribute``.
+            AppModuleNotFoundError: The module cannot be imported.
+            AppAttributeNotFoundError: The module has no such attribute.
+            NotAnAppError: The attribute is not an ``AanaSDK``.
+
+        """
+        module_name, _, attribute = app_path.partition(":")
+        if not module_name or not attribute:
+            raise AppPathError(
+                f"{app_path!r} is not of the form module:attribute (e.g. myapp.main:aana_app)"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise AppModuleNotFoundError(
+                f"cannot import module {module_name!r} of {app_path!r}: {error}"
+            ) from error
+        if not hasattr(module, attribute):
+            raise AppAttributeNotFoundError(
+                f"{app_path!r} must name an AanaSDK instance, but {attribute!r} in "
+                f"{module_name!r} is nothing: the module has no such attribute"
+            )
+        app = getattr(module, attribute)
+        if not isinstance(app, AanaSDK):
+            raise NotAnAppError(
+                f"{app_path!r} must name an AanaSDK instance, but {attribute!r} in "
+                f"{module_name!r} is a {type(app).__name__}"
+            )
+        return app
+
     @property
     def settings(self) -> Settings:
         """The settings in force: the ones given, else the process-wide ones as they are now."""
@@ -56,6 +105,8 @@ class AanaSDK(TaskQueueMixin):
         """Where the application's migrations live; None if it has no module file."""
         if self.migrations_path is None:
             return None
+        from aana.storage.op import AppMigrations
+
         return AppMigrations(label=self.name, path=self.migrations_path)
 
     def migrate(self) -> None:
@@ -63,6 +114,8 @@ class AanaSDK(TaskQueueMixin):
         if self.migration_func is not None:
             self.migration_func(self.settings)
         else:
+            from aana.storage.op import run_alembic_migrations
+
             run_alembic_migrations(self.settings, app=self.migrations)
 
     def __repr__(self) -> str:

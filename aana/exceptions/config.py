@@ -24,3 +24,22 @@ class MissingConfigKeyError(KeyError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (self.__class__, (self.key, self.datastore_type, self.required))
+
+
+class AppPathError(ConfigurationError):
+    """An application path (``module:attribute``) does not name an ``AanaSDK``.
+
+    Raised for a malformed path; the subclasses say what else went wrong.
+    """
+
+
+class AppModuleNotFoundError(AppPathError):
+    """The module of an application path cannot be imported."""
+
+
+class AppAttributeNotFoundError(AppPathError):
+    """The module of an application path has no such attribute."""
+
+
+class NotAnAppError(AppPathError):
+    """The attribute named by an application path is not an ``AanaSDK``."""

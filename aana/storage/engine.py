@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import sqlalchemy
 from sqlalchemy import Engine, event
@@ -18,6 +19,21 @@ from aana.storage import dialects
 
 if TYPE_CHECKING:
     from aana.configs.db import DbSettings
+
+
+_CONNECT_ARGS: WeakKeyDictionary[Engine, dict[str, Any]] = WeakKeyDictionary()
+"""The ``connect_args`` each engine was created with (timeouts, session options)."""
+
+
+def driver_connect_arguments(engine: Engine) -> tuple[list[Any], dict[str, Any]]:
+    """Arguments for the driver's ``connect()`` to open a connection of one's own.
+
+    The connection is configured as the engine's own are at connect time (timeouts,
+    session options), but it belongs to no pool: for a long-lived connection such as
+    the task listener's. Event hooks of the engine (SQLite's pragmas) do not apply.
+    """
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    return list(cargs), {**cparams, **_CONNECT_ARGS.get(engine, {})}
 
 
 def _sqlite_path(config: dict[str, Any]) -> str:
@@ -89,6 +105,7 @@ def create_engine(settings: DbSettings) -> Engine:
     """A new engine for ``settings``."""
     datastore_type, options = _engine_options(settings)
     engine = sqlalchemy.create_engine(options.pop("url"), **options)
+    _CONNECT_ARGS[engine] = dict(options.get("connect_args", {}))
     _configure(engine, datastore_type, settings)
     return engine
 

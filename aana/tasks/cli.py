@@ -6,11 +6,13 @@ import json
 import logging
 import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.orm import Session
 
+from aana.exceptions.config import AppPathError
 from aana.exceptions.db import NotFoundException
 from aana.exceptions.migrations import MigrationException
 from aana.storage.models.task import Status, TaskEntity
@@ -18,6 +20,29 @@ from aana.storage.models.task import Status, TaskEntity
 if TYPE_CHECKING:
     from aana.sdk import AanaSDK
 from aana.storage.repository.task import TaskRepository
+
+
+class AppPathUsageError(click.ClickException):
+    """APP_PATH does not name an AanaSDK: a one-line error and exit code 2."""
+
+    exit_code = 2
+
+
+def load_app(app_path: str) -> AanaSDK:
+    """The ``AanaSDK`` at ``app_path``, the current directory importable (as ``python -m``).
+
+    Raises:
+        AppPathUsageError: ``AanaSDK.from_path`` refused the path; its message says why.
+
+    """
+    from aana.sdk import AanaSDK
+
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        return AanaSDK.from_path(app_path)
+    except AppPathError as error:
+        raise AppPathUsageError(str(error)) from error
 
 
 @click.command()
@@ -94,7 +119,6 @@ def worker(
     SIGTERM or Ctrl-C stops claiming and lets running tasks finish within the grace
     period; a second one hands them back to the queue at once.
     """
-    from aana.cli import load_app
     from aana.tasks.supervisor import run_workers
     from aana.tasks.worker import WorkerOptions
 

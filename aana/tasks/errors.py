@@ -15,3 +15,15 @@ class ResultNotSerializableError(AanaException):
 
 class WorkerShutdownError(AanaException):
     """The worker stopped before the task finished (the task is handed back)."""
+
+
+class ResultNotStorableError(AanaException):
+    """A handler's result is JSON that the database cannot store.
+
+    For instance a NUL character or a lone surrogate in a string, nesting deeper than
+    the JSON encoder goes, or more than the worker's size cap; the message says which.
+    """
+
+
+class QueueUnavailableError(AanaException):
+    """The worker could not claim tasks: the database failed (a burst worker stops)."""

@@ -1,22 +1,33 @@
 """Waking idle workers: PostgreSQL notifications, SQLite's change counter.
 
-Either way the worker still polls as the fallback, should the listener fail.
+The listener's connection is a driver connection of its own (``psycopg.connect``,
+``sqlite3.connect``), opened with the engine's connect arguments but outside its pool,
+so that it never holds a slot the worker needs. The worker still polls as the
+fallback while the listener is down.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+import time
 from typing import Any
 
+import psycopg
+from psycopg import sql as pg_sql
 from sqlalchemy import Engine
 
 from aana.storage.dialects import TASKS_CHANNEL, change_counter, supports_notifications
+from aana.storage.engine import driver_connect_arguments
 
 logger = logging.getLogger(__name__)
 
 _FIRST_LOOK = 0.001  # seconds between looks at SQLite's change counter after a change ...
 _LAST_LOOK = 0.05  # ... backing off to this while nothing changes
+_FIRST_RETRY = 0.1  # seconds before reconnecting after a loss, doubling ...
+_LAST_RETRY = 5.0  # ... up to this
+_NOTIFY_WAIT = 0.5  # longest wait for a notification: how soon ``stop()`` is noticed
 
 
 class Listener:
@@ -26,19 +37,31 @@ class Listener:
     table. SQLite has no notifications, but a connection can ask whether others have
     committed anything since it last asked (``PRAGMA data_version``, which reads
     shared memory, not the file): the listener asks every millisecond after a change,
-    backing off to every 50 ms while nothing changes. If its connection fails, it
-    reconnects; meanwhile the worker polls.
+    backing off to every 50 ms while nothing changes.
+
+    If its connection fails, it reconnects, waiting 0.1 s at first and doubling up to
+    5 s between tries; an outage is logged once (a warning when lost, info when back).
+
+    Attributes:
+        listening: Set while the listener is connected and watching.
+        wakeups: How many notifications (or changes, on SQLite) set ``wake``.
+        connections: How many times it connected (reconnections included).
+
     """
 
     def __init__(self, engine: Engine, wake: threading.Event) -> None:
         self.engine = engine
         self.wake = wake
+        self.listening = threading.Event()
+        self.wakeups = 0
+        self.connections = 0
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self.listening = threading.Event()
+        self._connection: Any = None
 
     def start(self) -> None:
         """Listen in a background thread."""
+        self._stopped.clear()
         self._thread = threading.Thread(target=self._run, name="aana-listener", daemon=True)
         self._thread.start()
 
@@ -48,53 +71,114 @@ class Listener:
         if self._thread is not None:
             self._thread.join(timeout=2)
 
+    @property
+    def backend_pid(self) -> int | None:
+        """PostgreSQL: the server process of the listener's connection (None if none)."""
+        connection = self._connection
+        if isinstance(connection, psycopg.Connection):
+            return int(connection.info.backend_pid)
+        return None
+
+    def drop_connection(self) -> None:
+        """Close the listener's connection under it, as a failure would (for tests)."""
+        connection = self._connection
+        if connection is not None:
+            connection.close()
+
     def _run(self) -> None:
-        listen = self._listen if supports_notifications(self.engine) else self._watch
+        retry = _FIRST_RETRY
+        lost = False
         while not self._stopped.is_set():
+            started = time.monotonic()
             try:
-                listen()
-            except Exception:
-                logger.warning("task notifications lost; polling until reconnected", exc_info=True)
+                connection = self._connect()
+            except Exception as error:
+                if not lost:
+                    logger.warning(
+                        "task notifications unavailable (%s); polling until reconnected",
+                        _one_line(error),
+                    )
+                    lost = True
+                self._stopped.wait(retry)
+                retry = min(retry * 2, _LAST_RETRY)
+                continue
+            if lost:
+                logger.info("task notifications back")
+                lost = False
+            try:
+                self._connection = connection
+                self.connections += 1
+                self.listening.set()
+                # A change may have been missed while (re)connecting: look once more.
+                self.wake.set()
+                self._serve(connection)
+            except Exception as error:
+                if not self._stopped.is_set():
+                    logger.warning(
+                        "task notifications lost (%s); polling until reconnected",
+                        _one_line(error),
+                    )
+                    lost = True
+            finally:
                 self.listening.clear()
-                self._stopped.wait(1.0)
+                self._connection = None
+                _close_quietly(connection)
+            if lost:
+                # A connection that fails at once must not make us reconnect in a loop.
+                if time.monotonic() - started > _LAST_RETRY:
+                    retry = _FIRST_RETRY
+                self._stopped.wait(retry)
+                retry = min(retry * 2, _LAST_RETRY)
 
-    def _listen(self) -> None:
-        # Kept while the listener runs: it must not take a slot of the worker's pool.
-        raw = _detached(self.engine)  # left in autocommit, listening
-        try:
-            connection: Any = raw.driver_connection
-            connection.autocommit = True
-            connection.execute(f"LISTEN {TASKS_CHANNEL}")
-            self.listening.set()
-            # A notification may have been missed while connecting: look once more.
-            self.wake.set()
-            while not self._stopped.is_set():
-                for _ in connection.notifies(timeout=0.5, stop_after=1):
-                    self.wake.set()
-        finally:
-            raw.close()  # detached: really closed
+    def _connect(self) -> Any:
+        cargs, cparams = driver_connect_arguments(self.engine)
+        if supports_notifications(self.engine):
+            connection = psycopg.connect(*cargs, **{**cparams, "autocommit": True})
+            try:
+                connection.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(TASKS_CHANNEL)))
+            except BaseException:
+                connection.close()
+                raise
+            return connection
+        connection = sqlite3.connect(*cargs, **cparams)
+        connection.isolation_level = None  # no implicit transactions: reads see commits
+        return connection
 
-    def _watch(self) -> None:
-        pooled = _detached(self.engine)
-        try:
-            connection = pooled.driver_connection
-            seen = change_counter(connection)
-            self.listening.set()
+    def _serve(self, connection: Any) -> None:
+        if isinstance(connection, psycopg.Connection):
+            self._listen(connection)
+        else:
+            self._watch(connection)
+
+    def _listen(self, connection: psycopg.Connection[Any]) -> None:
+        while not self._stopped.is_set():
+            for _ in connection.notifies(timeout=_NOTIFY_WAIT, stop_after=1):
+                self.wakeups += 1
+                self.wake.set()
+            if connection.closed:
+                raise psycopg.OperationalError("the connection is closed")
+
+    def _watch(self, connection: sqlite3.Connection) -> None:
+        seen = change_counter(connection)
+        interval = _FIRST_LOOK
+        while not self._stopped.wait(interval):
+            version = change_counter(connection)
+            if version == seen:
+                interval = min(interval * 2, _LAST_LOOK)
+                continue
+            seen = version
+            self.wakeups += 1
             self.wake.set()
             interval = _FIRST_LOOK
-            while not self._stopped.wait(interval):
-                version = change_counter(connection)
-                if version == seen:
-                    interval = min(interval * 2, _LAST_LOOK)
-                    continue
-                seen = version
-                self.wake.set()
-                interval = _FIRST_LOOK
-        finally:
-            pooled.close()  # detached: really closed
 
 
-def _detached(engine: Engine) -> Any:
-    pooled = engine.raw_connection()
-    pooled.detach()
-    return pooled
+def _close_quietly(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:
+        logger.debug("closing the listener's connection failed", exc_info=True)
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

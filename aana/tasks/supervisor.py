@@ -1,34 +1,56 @@
-"""Running several worker processes: spawn them, forward signals, wait for them."""
+"""Running several worker processes: start them, forward signals, wait for them.
+
+Each worker process runs this module (``python -m aana.tasks.supervisor``): it loads
+the application with ``AanaSDK.from_path`` and imports nothing of the command line.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from types import FrameType
 
+from aana.tasks.errors import QueueUnavailableError
 from aana.tasks.worker import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
 
-
-def run_worker(app_path: str, options: WorkerOptions) -> None:
-    """Load the application at ``app_path`` and run one worker in this process."""
-    from aana.cli import load_app
-
-    Worker(load_app(app_path), options).run()
+_LOG_FORMAT = "%(asctime)s {name} %(message)s"
 
 
-def _child(app_path: str, options: WorkerOptions) -> None:
-    from aana.cli import load_app
+def run_worker(app_path: str, options: WorkerOptions) -> int:
+    """Load the application at ``app_path`` and run one worker in this process.
+
+    Returns:
+        0 once the worker stopped; 1 if a burst worker could not reach its queue (the
+        reason is logged on one line).
+
+    """
+    from aana.sdk import AanaSDK
+
+    worker = Worker(AanaSDK.from_path(app_path), options)
+    try:
+        worker.run()
+    except QueueUnavailableError as error:
+        logger.error("worker stopped: %s", error)
+        return 1
+    return 0
+
+
+def _child(name: str, app_path: str, options: WorkerOptions) -> int:
+    from aana.sdk import AanaSDK
 
     # Ctrl-C reaches the whole process group; the parent forwards it once, as SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
-    worker = Worker(load_app(app_path), options)
+    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT.format(name=name))
+    worker = Worker(AanaSDK.from_path(app_path), options)
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -41,7 +63,12 @@ def _child(app_path: str, options: WorkerOptions) -> None:
             time.sleep(0.5)
 
     threading.Thread(target=watch_parent, name="aana-parent-watch", daemon=True).start()
-    worker.run()
+    try:
+        worker.run()
+    except QueueUnavailableError as error:
+        logger.error("worker stopped: %s", error)
+        return 1
+    return 0
 
 
 def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
@@ -55,30 +82,38 @@ def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
 
     """
     if processes <= 1:
-        run_worker(app_path, options)
-        return 0
-    context = multiprocessing.get_context("spawn")
+        return run_worker(app_path, options)
+    encoded = json.dumps(dataclasses.asdict(options))
+    names = [f"aana-worker-{n}" for n in range(processes)]
+    # ``python -m`` makes the current directory importable, as for the command line.
     children = [
-        context.Process(target=_child, args=(app_path, options), name=f"aana-worker-{n}")
-        for n in range(processes)
+        subprocess.Popen([sys.executable, "-m", __name__, name, app_path, encoded])
+        for name in names
     ]
-    for child in children:
-        child.start()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         logger.info("signal %d: stopping %d worker process(es)", signum, len(children))
         for child in children:
-            if child.is_alive() and child.pid is not None:
+            if child.poll() is None:
                 child.terminate()
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for child in children:
-            child.join()
+        codes = [child.wait() for child in children]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    failed = [child for child in children if child.exitcode != 0]
-    for child in failed:
-        logger.error("%s exited with code %s", child.name, child.exitcode)
-    return 1 if failed else 0
+    for name, code in zip(names, codes, strict=True):
+        if code != 0:
+            logger.error("%s exited with code %s", name, code)
+    return 1 if any(codes) else 0
+
+
+def main(argv: list[str]) -> int:
+    """A worker process started by ``run_workers``: ``NAME APP_PATH OPTIONS_JSON``."""
+    name, app_path, encoded = argv
+    return _child(name, app_path, WorkerOptions(**json.loads(encoded)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

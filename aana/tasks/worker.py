@@ -23,11 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from aana.exceptions.core import BaseException as AanaException
 from aana.storage.models.task import Status
-from aana.storage.repository.task import check_json
-from aana.tasks.errors import ResultNotSerializableError, UnknownEndpointError
+from aana.tasks.errors import (
+    QueueUnavailableError,
+    ResultNotSerializableError,
+    ResultNotStorableError,
+    UnknownEndpointError,
+)
 from aana.tasks.handlers import TaskContext
 from aana.tasks.listener import Listener
 from aana.tasks.manager import ClaimRequest, Job, QueueManager
+from aana.tasks.results import MAX_RESULT_BYTES, check_result, failure
+
+__all__ = ["QueueUnavailableError", "Worker", "WorkerOptions", "failure"]
 
 if TYPE_CHECKING:
     from aana.configs.settings import TaskQueueSettings
@@ -53,7 +60,10 @@ class WorkerOptions:
         shutdown_grace: Seconds running tasks get to finish after SIGTERM/SIGINT.
         listen: Wake when the database changes: PostgreSQL notifications, SQLite's
             change counter (polling remains the fallback).
-        burst: Exit once no task can be claimed and none is running.
+        burst: Exit once no task can be claimed and none is running; a claim that
+            fails raises ``QueueUnavailableError`` instead.
+        max_result_bytes: Largest result stored, in bytes of JSON text; a larger one
+            ends its task FAILED with ``ResultNotStorableError``.
 
     """
 
@@ -66,6 +76,7 @@ class WorkerOptions:
     shutdown_grace: float = 30.0
     listen: bool = True
     burst: bool = False
+    max_result_bytes: int = MAX_RESULT_BYTES
 
     @classmethod
     def from_settings(cls, queue_settings: TaskQueueSettings, **overrides: Any) -> WorkerOptions:
@@ -108,6 +119,11 @@ class Worker:
         self._grace_deadline = float("inf")
         self._listener = Listener(self.manager.engine, self._wake)
         self.processed = 0
+
+    @property
+    def listener(self) -> Listener:
+        """The listener that wakes this worker when tasks arrive."""
+        return self._listener
 
     @property
     def stopping(self) -> bool:
@@ -187,22 +203,35 @@ class Worker:
     def _settle(self, claim: ClaimRequest | None) -> int:
         """Store the handlers' results and claim more, in one transaction.
 
+        If that fails, the results are stored one by one (see ``_settle_one_by_one``):
+        one result the database refuses never holds back the others.
+
         Returns:
             How many tasks were claimed (and dispatched to handler threads).
 
+        Raises:
+            QueueUnavailableError: In burst mode, claiming failed.
+
         """
         outcomes = self._unsaved
+        reported: set[Any] = set()
         try:
             written, started = self.manager.settle(
                 [(job.attempt, status, result) for job, status, result in outcomes], claim
             )
-        except AanaException:
-            # Nothing was written; the results are kept and stored on the next try.
-            logger.exception("storing results or claiming tasks failed; retrying")
-            self._stopping.wait(0.5)
-            return 0
+        except Exception as error:
+            if not outcomes:
+                self._claim_failed(error)
+                return 0
+            logger.warning(
+                "storing %d outcome(s) together failed (%s); storing them one by one",
+                len(outcomes),
+                _one_line(error),
+            )
+            written, reported = self._settle_one_by_one(outcomes)
+            started = []
         for job, status, _ in outcomes:
-            if status is not None and job.id not in written:
+            if status is not None and job.id not in written and job.id not in reported:
                 logger.warning(
                     "result of task %s (attempt %d) not stored: the task was handed back "
                     "or claimed again meanwhile",
@@ -219,6 +248,60 @@ class Worker:
         for job in started:
             self._jobs.put(job)
         return len(started)
+
+    def _claim_failed(self, error: Exception) -> None:
+        reason = f"claiming tasks failed: {_one_line(error)}"
+        if self.options.burst:
+            raise QueueUnavailableError(reason) from error
+        if isinstance(error, AanaException):
+            logger.error("%s; retrying", reason)
+        else:
+            logger.exception("%s; retrying", reason)
+        self._stopping.wait(0.5)
+
+    def _settle_one_by_one(self, outcomes: list[Outcome]) -> tuple[set[Any], set[Any]]:
+        """Store each outcome alone; what the database still refuses is replaced.
+
+        A refused result is stored as FAILED with ``ResultNotStorableError``. If even
+        that fails, the attempt is dropped: no more heartbeats, so the expiry sweep
+        hands it back after ``heartbeat_timeout`` (or fails it once ``max_retries``
+        attempts are used). Nothing is retried forever.
+
+        Returns:
+            The ids whose outcome was written, and those already logged about.
+
+        """
+        written: set[Any] = set()
+        reported: set[Any] = set()
+        for job, status, result in outcomes:
+            try:
+                written |= self.manager.settle([(job.attempt, status, result)])[0]
+                continue
+            except Exception as error:
+                reason = _one_line(error)
+            reported.add(job.id)
+            if status is not None:
+                logger.error(
+                    "the database refused the result of task %s (%s); storing it as FAILED",
+                    job.id,
+                    reason,
+                )
+                refused = ResultNotStorableError(f"the database refused the result: {reason}")
+                try:
+                    settled = self.manager.settle([(job.attempt, Status.FAILED, failure(refused))])
+                    written |= settled[0]
+                    continue
+                except Exception as error:
+                    reason = _one_line(error)
+            # Handing it back would let it be claimed again at once, ahead of the
+            # queue: let its attempt expire instead (no more heartbeats), so the
+            # sweep counts it against max_retries after heartbeat_timeout.
+            logger.error(
+                "task %s: its outcome could not be stored (%s); left to the expiry sweep",
+                job.id,
+                reason,
+            )
+        return written, reported
 
     def _save_outcomes(self) -> None:
         self._drain_outcomes()
@@ -250,10 +333,18 @@ class Worker:
         loop = asyncio.new_event_loop()
         try:
             while (job := self._jobs.get()) is not None:
-                if self._stopping.is_set():
-                    self._outcomes.put((job, None, None))
-                else:
-                    self._outcomes.put(self._run_job(job, loop))
+                outcome: Outcome
+                try:
+                    if self._stopping.is_set():
+                        outcome = (job, None, None)
+                    else:
+                        outcome = self._run_job(job, loop)
+                except BaseException as error:  # the thread outlives whatever a run raises
+                    logger.exception("task %s (%s): running it failed", job.id, job.endpoint)
+                    outcome = (job, Status.FAILED, failure(error))
+                if loop.is_closed():  # a handler closed its thread's loop: a new one
+                    loop = asyncio.new_event_loop()
+                self._outcomes.put(outcome)
                 self._wake.set()
         finally:
             loop.close()
@@ -271,13 +362,15 @@ class Worker:
         )
         try:
             result = handler.call(job.data, context, loop)
-        except Exception as error:
-            logger.warning("task %s (%s) failed: %r", job.id, job.endpoint, error, exc_info=True)
+        except BaseException as error:  # even SystemExit: the task fails, the worker goes on
+            logger.warning("task %s (%s) failed", job.id, job.endpoint, exc_info=True)
             return job, Status.FAILED, failure(error)
         try:
-            check_json(result, f"the result of endpoint {job.endpoint!r}")
-        except TypeError as error:
-            return job, Status.FAILED, failure(ResultNotSerializableError(str(error)))
+            what = f"the result of endpoint {job.endpoint!r}"
+            check_result(result, what, self.options.max_result_bytes)
+        except (ResultNotSerializableError, ResultNotStorableError) as error:
+            logger.warning("task %s (%s) failed: %s", job.id, job.endpoint, error)
+            return job, Status.FAILED, failure(error)
         return job, Status.COMPLETED, result
 
     def _reporter(self, job: Job) -> Callable[[float], bool]:
@@ -302,7 +395,9 @@ class Worker:
                 if expired:
                     logger.warning("%d expired task(s) handed back or failed", len(expired))
                     self._wake.set()
-            except AanaException:
+            except AanaException as error:  # the database failed: one line, retried
+                logger.error("heartbeat or expiry sweep failed: %s", _one_line(error))
+            except Exception:
                 logger.exception("heartbeat or expiry sweep failed")
             if self._stopped_maintenance.wait(interval):
                 return
@@ -330,6 +425,10 @@ class Worker:
         return restore
 
 
-def failure(error: BaseException) -> dict[str, Any]:
-    """The stored result of a failed task: the exception's class name and message."""
-    return {"error": type(error).__name__, "message": str(error)}
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message, for a log line or a stored reason."""
+    try:
+        lines = str(error).strip().splitlines()
+    except Exception:
+        lines = []
+    return lines[0] if lines else type(error).__name__

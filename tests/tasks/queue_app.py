@@ -34,3 +34,12 @@ def nap(data):
 def die(data):
     _record(data)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task("modules")
+def modules(data):
+    """Which of the command line's modules this worker process has imported."""
+    import sys
+
+    names = ("aana.cli", "aana.tasks.cli", "click", "alembic")
+    return {name: name in sys.modules for name in names}

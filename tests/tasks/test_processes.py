@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from aana.sdk import AanaSDK
 from aana.storage.models import Status, TaskEntity
@@ -22,20 +22,28 @@ APP = "tests.tasks.queue_app:app"
 pytestmark = pytest.mark.slow
 
 
-def worker_process(db, record_dir, *args):
+def worker_environment(db, record_dir):
     config = {
         "datastore_type": str(db.datastore_type.value),
         **{"datastore_config": dict(db.datastore_config)},
     }
-    env = {
+    return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DB_CONFIG": json.dumps(config),
         "AANA_TEST_RECORD": str(record_dir),
     }
+
+
+def worker_process(db, record_dir, *args):
     command = [sys.executable, "-m", "aana.cli", "worker", APP, *args]
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=ROOT,
+        env=worker_environment(db, record_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -142,3 +150,44 @@ def test_crash__task_that_always_kills_its_worker_fails_after_max_retries(db, tm
     assert task.num_retries == 2
     assert runs(tmp_path)[0] == 2
     assert statuses() == {Status.FAILED: 1}
+
+
+def test_worker_processes__import_neither_the_command_line_nor_alembic(db, tmp_path):
+    app = AanaSDK()
+    ids = app.defer_many("modules", [{} for _ in range(8)])
+    worker = worker_process(db, tmp_path, "--processes", "2", "--burst", "--poll-interval", "0.1")
+    output, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, output
+    results = [app.get_task(task_id).result for task_id in ids]
+    expected = {"aana.cli": False, "aana.tasks.cli": False, "click": False, "alembic": False}
+    assert results == [expected] * 8
+
+
+def drop_tasks_table():
+    with get_session() as session:
+        session.execute(text("DROP TABLE tasks"))
+        session.commit()
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_burst__database_failure_exits_non_zero_with_one_line(db, tmp_path, processes):
+    drop_tasks_table()
+    result = subprocess.run(
+        [sys.executable, "-m", "aana.cli", "worker", APP, "--processes", processes, "--burst"],
+        cwd=ROOT,
+        env=worker_environment(db, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "claiming tasks failed" in line]
+    assert len(errors) == int(processes), result.stderr
+    assert "tasks" in errors[0]
+
+
+def test_burst__empty_queue_exits_zero(db, tmp_path):
+    worker = worker_process(db, tmp_path, "--processes", "1", "--burst")
+    output, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, output

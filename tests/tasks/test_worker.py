@@ -64,7 +64,9 @@ def test_worker__bad_input_fails_the_task_and_keeps_going(app):
     assert failed.status == Status.FAILED
     assert failed.result["error"] == "UnknownEndpointError"
     assert "nobody-home" in failed.result["message"]
-    assert app.get_task(raised).result == {"error": "ValueError", "message": "bad value"}
+    raised_result = app.get_task(raised).result
+    assert (raised_result["error"], raised_result["message"]) == ("ValueError", "bad value")
+    assert 'raise ValueError("bad value")' in raised_result["traceback"]
     weird_result = app.get_task(weird).result
     assert weird_result["error"] == "ResultNotSerializableError"
     assert "JSON-serialisable" in weird_result["message"]
