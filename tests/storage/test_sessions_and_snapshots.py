@@ -48,7 +48,9 @@ def test_failed_read__is_a_database_exception_and_the_session_stays_usable(sessi
     # SQLite finds no such row; PostgreSQL refuses the value (and aborts the transaction)
     with pytest.raises((NotFoundException, DatabaseException)):
         TranscriptRepository(session).read("not-an-integer")
-    assert CaptionRepository(session).save("m", "still works", 0.0, 0).id is not None
+    saved = CaptionRepository(session).save("m", "still works", 0.0, 0)
+    session.expunge_all()
+    assert CaptionRepository(session).read(saved.id).caption == "still works"
 
 
 def test_save_all__driver_errors_become_aana_exceptions_nothing_written(session):
