@@ -114,16 +114,18 @@ def status_of(app, task_id):
 
 def start_on_a_held_task(app, endpoint, result, **options):
     """A worker running one task whose handler returns ``result`` once the gate is set."""
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
 
     @app.task(endpoint)
     def held(data):
+        entered.set()
         gate.wait(10)
         return result
 
     task_id = app.defer(endpoint, {})
     worker, thread = start_worker(app, concurrency=1, **options)
-    wait_until(lambda: status_of(app, task_id) == Status.RUNNING)
+    assert entered.wait(10), "the handler did not start"
+    assert status_of(app, task_id) == Status.RUNNING
     return gate, task_id, worker, thread
 
 
@@ -176,16 +178,19 @@ def test_fencing__retried_task_is_not_written_by_its_old_attempt(app):
 
 
 def test_shutdown__running_tasks_finish_unstarted_stay_queued(app):
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Semaphore(0)
 
     @app.task("hold")
     def hold(data):
+        entered.release()
         gate.wait(10)
         return data
 
     ids = app.defer_many("hold", [1, 2, 3, 4])
     worker, thread = start_worker(app, concurrency=2)
-    wait_until(lambda: sum(status_of(app, i) == Status.RUNNING for i in ids) == 2)
+    # Handlers running, not only tasks marked RUNNING: a task a handler has not picked
+    # up yet when the worker stops is handed back, not run.
+    assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
     worker.stop(grace=10)
     gate.set()  # the running two finish only once the worker was told to stop
     thread.join(10)
