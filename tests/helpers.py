@@ -20,8 +20,12 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
+from aana.core.models import Video
+from aana.exceptions.db import MediaIdAlreadyExistsException
 from aana.storage.dialects import utcnow
 from aana.storage.models import TaskEntity
+from aana.storage.repository import VideoRepository
+from aana.storage.session import get_session
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,6 +92,24 @@ def run_in_threads(*targets: Callable[[], object]) -> None:
         thread.join()
     if errors:
         raise errors[0]
+
+
+def save_contested_video(barrier: Any) -> str:
+    """Save the video ``contested`` once ``barrier`` lets every racer go.
+
+    Returns:
+        ``"won"``, ``"duplicate"`` (the exception, and the session still answers), or
+        ``"broken"`` (the exception, but the session no longer answers).
+
+    """
+    with get_session() as session:
+        repository = VideoRepository(session)
+        barrier.wait()
+        try:
+            repository.save(Video(url="https://example.com/v.mp4", media_id="contested"))
+        except MediaIdAlreadyExistsException:
+            return "duplicate" if repository.check_media_exists("contested") else "broken"
+        return "won"
 
 
 def environment(db: DbSettings, **extra: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from aana.exceptions.db import MediaIdAlreadyExistsException, NotFoundException
 from aana.storage.models import MediaEntity, VideoEntity
 from aana.storage.repository import MediaRepository, VideoRepository
 from aana.storage.session import get_session
-from tests.helpers import run_in_threads
+from tests.helpers import run_in_threads, save_contested_video
 
 
 def test_documented_flow__save_a_video_by_url_offline(db):
@@ -72,15 +72,7 @@ def test_create__two_writers_racing_on_one_id_exactly_one_wins(db):
     outcomes: list[str] = []
 
     def writer() -> None:
-        with get_session() as session:
-            repository = VideoRepository(session)
-            barrier.wait()
-            try:
-                repository.save(Video(url="https://example.com/v.mp4", media_id="race"))
-                outcomes.append("won")
-            except MediaIdAlreadyExistsException:
-                outcomes.append("duplicate")
-                assert repository.check_media_exists("race")  # the session still works
+        outcomes.append(save_contested_video(barrier))
 
     run_in_threads(writer, writer)
     assert sorted(outcomes) == ["duplicate", "won"]

@@ -45,6 +45,16 @@ def statuses():
         return {Status(status): number for status, number in session.execute(query)}
 
 
+def stop_when(worker, condition):
+    """Wait for ``condition``, then stop the worker process as a deployment does (SIGTERM)."""
+    try:
+        wait_until(condition, timeout=60, interval=0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+
+
 def silence(task_ids):
     """Make the tasks' last heartbeat two minutes old, as if their worker died back then."""
     with get_session() as session:
@@ -87,12 +97,7 @@ def test_crash__killed_workers_tasks_rerun_after_heartbeat_timeout(db, tmp_path)
     done_before = ids_in(Status.COMPLETED)
     silence(lost)
     rescuer = worker_process(db, tmp_path, *options)
-    try:
-        wait_until(lambda: statuses() == {Status.COMPLETED: 12}, timeout=60, interval=0.05)
-    finally:
-        rescuer.send_signal(signal.SIGTERM)
-        output, _ = rescuer.communicate(timeout=30)
-    assert rescuer.returncode == 0, output
+    stop_when(rescuer, lambda: statuses() == {Status.COMPLETED: 12})
     tasks = [app.get_task(task_id) for task_id in ids]
     assert {task.id for task in tasks if task.num_retries == 2} == lost
     assert all(task.result == n for n, task in enumerate(tasks))
@@ -119,13 +124,8 @@ def test_crash__task_that_always_kills_its_worker_fails_after_max_retries(db, tm
         assert (task.status, task.num_retries) == (Status.RUNNING, attempt)
         silence([task_id])
     # The next worker finds the task lost for the second time: no attempt is left.
-    worker = worker_process(db, tmp_path, *options)
-    try:
-        wait_until(lambda: app.get_task(task_id).status == Status.FAILED, timeout=60)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=30)
-    assert worker.returncode == 0, output
+    last = worker_process(db, tmp_path, *options)
+    stop_when(last, lambda: app.get_task(task_id).status == Status.FAILED)
     task = app.get_task(task_id)
     assert task.result["error"] == "HeartbeatTimeoutError"
     assert task.num_retries == 2
