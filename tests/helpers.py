@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
@@ -34,7 +34,7 @@ BOTH_BACKENDS = pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], in
 
 
 def backdate(
-    bind: Session | Engine,
+    session: Session,
     ids: Iterable[Any],
     seconds: float,
     columns: Iterable[str] = ("assigned_at", "updated_at"),
@@ -44,8 +44,9 @@ def backdate(
 
     Tests of timeouts and of timestamps that move use this instead of sleeping: the
     rows look as old as the test needs, measured by the same clock the code compares
-    with, so no test depends on how long a sleep lasted. A session has its objects
+    with, so no test depends on how long a sleep lasted. The session's objects are
     expired, so later reads see the stored values. Ids may be given as text (task ids).
+    ``updated_at``, unless it is one of ``columns``, moves to now like on any update.
     """
     key_type = entity.__table__.c.id.type.python_type
     id_list = [key if isinstance(key, key_type) else key_type(key) for key in ids]
@@ -55,13 +56,9 @@ def backdate(
         .values({column: utcnow(-seconds) for column in columns})
         .execution_options(synchronize_session=False)
     )
-    if isinstance(bind, Session):
-        changed = bind.execute(statement).rowcount
-        bind.commit()
-        bind.expire_all()
-    else:
-        with bind.begin() as connection:
-            changed = connection.execute(statement).rowcount
+    changed = session.execute(statement).rowcount
+    session.commit()
+    session.expire_all()
     assert changed == len(set(id_list)), f"backdated {changed} of the rows {id_list}"
 
 
