@@ -66,6 +66,13 @@ def drop_pg_database(name: str) -> None:
         )
 
 
+def release(settings: DbSettings, pg_database: str | None) -> None:
+    """Close the engine of ``settings``, then drop its PostgreSQL database if it has one."""
+    settings.get_engine().dispose()
+    if pg_database:
+        drop_pg_database(pg_database)
+
+
 @pytest.fixture(scope="session")
 def postgres_available() -> bool:
     try:
@@ -80,21 +87,18 @@ def postgres_available() -> bool:
 @pytest.fixture
 def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DbSettings]:
     """Settings of an empty database (no schema) on the requested backend."""
-    backend = getattr(request, "param", "sqlite")
-    if backend == "sqlite":
+    if getattr(request, "param", "sqlite") == "sqlite":
         settings = DbSettings(datastore_config={"path": str(tmp_path / "empty.db")})
-        yield settings
-        settings.get_engine().dispose()
-        return
-    if not request.getfixturevalue("postgres_available"):
-        pytest.skip("PostgreSQL is not reachable")
-    name = create_pg_database()
-    settings = pg_settings(name)
+        name = None
+    else:
+        if not request.getfixturevalue("postgres_available"):
+            pytest.skip("PostgreSQL is not reachable")
+        name = create_pg_database()
+        settings = pg_settings(name)
     try:
         yield settings
     finally:
-        settings.get_engine().dispose()
-        drop_pg_database(name)
+        release(settings, name)
 
 
 @pytest.fixture(scope="session")
@@ -132,21 +136,18 @@ def db(
         path = tmp_path / "aana.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         settings = DbSettings(datastore_config={"path": str(path)})
-        drop = None
+        name = None
     else:
         template = request.getfixturevalue("postgres_template")
         if template is None:
             pytest.skip("PostgreSQL is not reachable")
         name = create_pg_database(template)
         settings = pg_settings(name)
-        drop = name
     monkeypatch.setattr(process_settings, "db_config", settings)
     try:
         yield settings
     finally:
-        settings.get_engine().dispose()
-        if drop:
-            drop_pg_database(drop)
+        release(settings, name)
 
 
 @pytest.fixture

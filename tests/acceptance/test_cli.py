@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import inspect
 
 from aana.configs.db import DbSettings
-from tests.acceptance.conftest import APP_PATH, aana, run
+from tests.acceptance.conftest import APP_PATH
 from tests.conftest import PACKAGE_HEAD
+from tests.helpers import BOTH_BACKENDS, aana, run
 
-BOTH = pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
 PACKAGE_TABLE_CALLS = [f"op.create_table('{name}'" for name in ("media", "video", "tasks")]
 
 
@@ -23,7 +23,7 @@ def migration_files(app_root: Path) -> list[Path]:
     return sorted(revisions, key=lambda path: path.stat().st_mtime)
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_documentation_example__revision_migrate_and_use(
     empty_db: DbSettings, app_root: Path
 ) -> None:
@@ -59,7 +59,7 @@ def test_documentation_example__revision_migrate_and_use(
     assert "agree" in aana("check", APP_PATH, cwd=app_root, db=empty_db).stdout
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_model_change__check_fails_naming_it_until_a_revision_is_applied(
     empty_db: DbSettings, app_root: Path
 ) -> None:

@@ -11,14 +11,15 @@ import pytest
 from sqlalchemy import inspect, text
 
 from aana.configs.db import DbSettings
-from tests.acceptance.conftest import APP_PATH, EXAMPLE, environment
+from tests.acceptance.conftest import APP_PATH, EXAMPLE
 from tests.conftest import PACKAGE_HEAD
+from tests.helpers import BOTH_BACKENDS, environment
 
 MIGRATORS = 4
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
+@BOTH_BACKENDS
 def test_migrate__four_processes_at_once_build_the_schema_once(
     empty_db: DbSettings, tmp_path: Path
 ) -> None:

@@ -1,42 +1,34 @@
 """The README's examples and the main job, run as a user runs them."""
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from aana.configs.db import DbSettings
+from tests.helpers import REPO_ROOT, aana, run
 
 
-def run(args: list[str], db_path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DB_CONFIG": json.dumps({"datastore_config": {"path": str(db_path)}}),
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+def sqlite_file(path: Path) -> DbSettings:
+    return DbSettings(datastore_config={"path": str(path)})
 
 
 def test_quickstart__main_job_runs_twice_on_sqlite(tmp_path):
     for _ in range(2):
         result = run(
-            [sys.executable, str(ROOT / "examples" / "quickstart.py")], tmp_path / "q.db", tmp_path
+            [str(REPO_ROOT / "examples" / "quickstart.py")],
+            tmp_path,
+            sqlite_file(tmp_path / "q.db"),
         )
-        assert result.returncode == 0, result.stderr
         assert "'My Video'" in result.stdout
         assert "claimed=True" in result.stdout
 
 
 def test_cli_migrate__creates_the_schema_then_is_a_no_op(tmp_path):
     for _ in range(2):
-        result = run([sys.executable, "-m", "aana.cli", "migrate"], tmp_path / "m.db", tmp_path)
-        assert result.returncode == 0, result.stderr
+        result = aana("migrate", cwd=tmp_path, db=sqlite_file(tmp_path / "m.db"))
         assert "up to date" in result.stdout
 
 
-README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+README_BLOCKS = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
 
 
 def test_readme__has_python_examples():
@@ -45,5 +37,5 @@ def test_readme__has_python_examples():
 
 def test_readme__python_examples_run_in_order(tmp_path):
     for block in README_BLOCKS:
-        result = run([sys.executable, "-c", block], tmp_path / "readme.db", tmp_path)
+        result = run(["-c", block], tmp_path, sqlite_file(tmp_path / "readme.db"), check=False)
         assert result.returncode == 0, f"{block}\n---\n{result.stderr}"

@@ -1,29 +1,10 @@
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import pytest
 
 from aana.sdk import AanaSDK
 from aana.storage.models import Status
 from aana.storage.repository import TaskRepository
 from aana.storage.session import get_session
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def aana(db, *args):
-    config = {
-        "datastore_type": str(db.datastore_type.value),
-        "datastore_config": dict(db.datastore_config),
-    }
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DB_CONFIG": json.dumps(config)}
-    return subprocess.run(
-        [sys.executable, "-m", "aana.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+from tests.helpers import BOTH_BACKENDS, aana, backdate
 
 
 def test_tasks_cli__list_show_count_retry_purge(db):
@@ -36,24 +17,23 @@ def test_tasks_cli__list_show_count_retry_purge(db):
         repository.update_status(failed, Status.FAILED, result={"error": "ValueError"})
         repository.update_status(done, Status.COMPLETED, result=["a cat"])
 
-    listed = aana(db, "tasks", "list", "--json")
-    assert listed.returncode == 0, listed.stderr
+    listed = aana("tasks", "list", "--json", db=db)
     assert len(listed.stdout.splitlines()) == 3
-    only = aana(db, "tasks", "list", "--status", "failed", "--user", "alice", "--json")
+    only = aana("tasks", "list", "--status", "failed", "--user", "alice", "--json", db=db)
     assert [json.loads(line)["id"] for line in only.stdout.splitlines()] == [failed]
-    by_endpoint = aana(db, "tasks", "list", "--endpoint", "caption", "--json")
+    by_endpoint = aana("tasks", "list", "--endpoint", "caption", "--json", db=db)
     assert len(by_endpoint.stdout.splitlines()) == 2
 
-    shown = json.loads(aana(db, "tasks", "show", done).stdout)
+    shown = json.loads(aana("tasks", "show", done, db=db).stdout)
     assert (shown["status"], shown["result"], shown["data"]) == (
         "completed",
         ["a cat"],
         {"frame": 1},
     )
-    missing = aana(db, "tasks", "show", "not-a-task")
+    missing = aana("tasks", "show", "not-a-task", db=db, check=False)
     assert missing.returncode != 0 and "no task" in missing.stderr
 
-    counts = dict(line.split() for line in aana(db, "tasks", "count").stdout.splitlines())
+    counts = dict(line.split() for line in aana("tasks", "count", db=db).stdout.splitlines())
     assert (counts["failed"], counts["completed"], counts["created"], counts["total"]) == (
         "1",
         "1",
@@ -61,21 +41,26 @@ def test_tasks_cli__list_show_count_retry_purge(db):
         "3",
     )
 
-    refused = aana(db, "tasks", "retry", done)
+    refused = aana("tasks", "retry", done, db=db, check=False)
     assert refused.returncode != 0 and "only failed tasks" in refused.stderr
-    assert aana(db, "tasks", "retry", failed).returncode == 0
+    aana("tasks", "retry", failed, db=db)
     assert app.get_task(failed).status == Status.CREATED
 
-    assert "deleted 0" in aana(db, "tasks", "purge", "--older-than", "1h").stdout
-    time.sleep(1.1)
-    assert "deleted 1" in aana(db, "tasks", "purge", "--older-than", "1s").stdout
-    assert aana(db, "tasks", "purge", "--older-than", "soon").returncode != 0
-    assert app.get_task(failed) is not None
+    # The completed task finished 30 s ago by the database's clock: older than 20 s only.
+    with get_session() as session:
+        backdate(session, [done], 30, columns=["completed_at"])
+    assert "deleted 0" in aana("tasks", "purge", "--older-than", "1h", db=db).stdout
+    assert "deleted 0" in aana("tasks", "purge", "--older-than", "1m", db=db).stdout
+    assert "deleted 1" in aana("tasks", "purge", "--older-than", "20s", db=db).stdout
+    assert aana("tasks", "purge", "--older-than", "soon", db=db, check=False).returncode != 0
+    assert app.get_task(failed).status == Status.CREATED  # not finished: never purged
+    with get_session() as session:
+        assert TaskRepository(session).read(done, check=False) is None
 
 
-@pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
+@BOTH_BACKENDS
 def test_worker__refuses_a_database_without_the_packages_migrations(empty_db):
-    result = aana(empty_db, "worker", "tests.tasks.queue_app:app", "--burst")
+    result = aana("worker", "tests.tasks.queue_app:app", "--burst", db=empty_db, check=False)
     assert result.returncode != 0
     assert "aana migrate tests.tasks.queue_app:app" in result.stderr
     assert "0003_notify_new_tasks" in result.stderr
@@ -84,6 +69,6 @@ def test_worker__refuses_a_database_without_the_packages_migrations(empty_db):
 
 def test_worker__runs_on_a_migrated_database(db):
     app = AanaSDK()
-    app.defer("unknown-endpoint", {})
-    result = aana(db, "worker", "tests.tasks.queue_app:app", "--burst", "--processes", "1")
-    assert result.returncode == 0, result.stderr
+    unknown = app.defer("unknown-endpoint", {})
+    aana("worker", "tests.tasks.queue_app:app", "--burst", "--processes", "1", db=db)
+    assert app.get_task(unknown).result["error"] == "UnknownEndpointError"

@@ -12,6 +12,7 @@ from aana.configs.settings import load_settings
 from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 from aana.exceptions.db import DatabaseConnectionException
 from tests.conftest import PG_SERVER
+from tests.helpers import run_in_threads
 
 PG_CONFIG = {**PG_SERVER, "password": "s3cret-pw", "database": "aana"}
 
@@ -216,11 +217,8 @@ def test_get_engine__one_engine_for_concurrent_callers(tmp_path):
         barrier.wait()
         engines.append(settings.get_engine())
 
-    threads = [threading.Thread(target=build) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(*[build] * 8)
+    assert len(engines) == 8
     assert len({id(engine) for engine in engines}) == 1
     settings.get_engine().dispose()
 

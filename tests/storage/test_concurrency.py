@@ -4,10 +4,9 @@ import multiprocessing
 from collections import Counter
 
 from aana.configs.db import DbSettings
-from aana.core.models import Video
-from aana.exceptions.db import MediaIdAlreadyExistsException
-from aana.storage.repository import TaskRepository, VideoRepository
+from aana.storage.repository import TaskRepository
 from aana.storage.session import get_session
+from tests.helpers import save_contested_video
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -20,14 +19,7 @@ def _use(db_config: dict) -> None:
 
 def _save_video(db_config: dict, barrier, results) -> None:
     _use(db_config)
-    with get_session() as session:
-        repository = VideoRepository(session)
-        barrier.wait()
-        try:
-            repository.save(Video(url="https://example.com/v.mp4", media_id="contested"))
-            results.put("won")
-        except MediaIdAlreadyExistsException:
-            results.put("duplicate" if repository.check_media_exists("contested") else "broken")
+    results.put(save_contested_video(barrier))
 
 
 def _claim_all(db_config: dict, barrier, results) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -22,9 +21,9 @@ from aana.core.models import Video
 from aana.sdk import AanaSDK
 from aana.storage.models import BaseEntity, MediaEntity, VideoEntity
 from aana.storage.repository import MediaRepository, VideoRepository
+from tests.helpers import BOTH_BACKENDS, REPO_ROOT
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-BOTH = pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
+EXAMPLES = REPO_ROOT / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,7 @@ def saved(example: ModuleType, session: Session, duration: float = 42.0) -> str:
     return video.media_id
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_video_repository_read__returns_the_extended_entity_with_its_columns(
     example: ModuleType, app_session: Session
 ) -> None:
@@ -70,7 +69,7 @@ def test_video_repository_read__returns_the_extended_entity_with_its_columns(
     assert entity.title == "My Video"
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_media_repository_delete__removes_every_row_of_the_video(
     example: ModuleType, app_session: Session
 ) -> None:
@@ -83,7 +82,7 @@ def test_media_repository_delete__removes_every_row_of_the_video(
         assert rows == 0, entity.__tablename__
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_from_parent__turns_a_stored_video_into_an_extended_one(
     example: ModuleType, app_session: Session
 ) -> None:
@@ -106,7 +105,7 @@ def test_from_parent__turns_a_stored_video_into_an_extended_one(
     assert (stored.duration, stored.url) == (3.5, "https://example.com/plain.mp4")
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_saved_and_read_entities__are_the_objects_session_get_returns(
     example: ModuleType, app_session: Session
 ) -> None:

@@ -20,8 +20,8 @@ from aana.sdk import AanaSDK
 from aana.storage import op
 from aana.storage.op import AppMigrations
 from tests.conftest import PACKAGE_HEAD
+from tests.helpers import BOTH_BACKENDS
 
-BOTH = pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
 PACKAGE_TABLES = {"caption", "media", "tasks", "transcript", "video"}
 
 
@@ -78,7 +78,7 @@ def versions(db: DbSettings) -> set[str]:
         return set(connection.scalars(text("SELECT version_num FROM alembic_version")))
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_migrate__applies_the_package_then_the_application(
     empty_db: DbSettings, app: AppMigrations
 ) -> None:
@@ -88,7 +88,7 @@ def test_migrate__applies_the_package_then_the_application(
     assert versions(empty_db) == {"a1_note"}  # it depends on the package's head, applied
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_migrate__a_second_run_changes_nothing(empty_db: DbSettings, app: AppMigrations) -> None:
     settings = Settings(db_config=empty_db)
     op.run_alembic_migrations(settings, app=app)
@@ -97,7 +97,7 @@ def test_migrate__a_second_run_changes_nothing(empty_db: DbSettings, app: AppMig
     assert versions(empty_db) == {"a1_note"}
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_sdk_migrate__runs_package_and_app_migrations(
     empty_db: DbSettings, app: AppMigrations
 ) -> None:
@@ -120,7 +120,7 @@ def test_sdk_migrate__migration_func_replaces_the_migrations(empty_db: DbSetting
     assert tables(empty_db) == set()
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_newer_package_revision__applies_and_leaves_the_application_alone(
     empty_db: DbSettings, app: AppMigrations, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,7 +137,7 @@ def test_newer_package_revision__applies_and_leaves_the_application_alone(
     assert {"extra", "note"} <= tables(empty_db)
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_migrate__database_at_an_unknown_revision_is_refused_unchanged(
     empty_db: DbSettings, app: AppMigrations
 ) -> None:
@@ -153,7 +153,7 @@ def test_migrate__database_at_an_unknown_revision_is_refused_unchanged(
     assert versions(empty_db) == {"from_the_future"}
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_migrate__unknown_application_revision_without_app_path_is_refused(
     empty_db: DbSettings, app: AppMigrations
 ) -> None:
@@ -166,7 +166,7 @@ def test_migrate__unknown_application_revision_without_app_path_is_refused(
         op.current_revisions(settings)
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_failing_app_migration__database_stays_at_the_previous_revision(
     empty_db: DbSettings, app: AppMigrations
 ) -> None:
@@ -205,7 +205,7 @@ def test_failing_app_migration__in_a_fresh_run_what_stays_depends_on_the_backend
         assert tables(empty_db) == set()
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_downgrade__application_branch_to_base_keeps_the_package(
     empty_db: DbSettings, app: AppMigrations
 ) -> None:
@@ -218,7 +218,7 @@ def test_downgrade__application_branch_to_base_keeps_the_package(
     assert tables(empty_db) == PACKAGE_TABLES | {"alembic_version"}
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_current_and_history__name_package_and_application_revisions(
     empty_db: DbSettings, app: AppMigrations
 ) -> None:
@@ -232,7 +232,7 @@ def test_current_and_history__name_package_and_application_revisions(
     assert "0001_initial (aana)" in history
 
 
-@BOTH
+@BOTH_BACKENDS
 def test_package_migrations__build_exactly_the_models_schema(empty_db: DbSettings) -> None:
     assert op.compare_with_models(Settings(db_config=empty_db)) == []
     assert tables(empty_db) == set()  # the comparison ran in a transaction rolled back

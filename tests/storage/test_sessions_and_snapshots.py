@@ -49,7 +49,9 @@ def test_failed_read__is_a_database_exception_and_the_session_stays_usable(sessi
     # No row can have this id (the column type refuses it before any SQL), on both backends
     with pytest.raises(NotFoundException):
         TranscriptRepository(session).read("not-an-integer")
-    assert CaptionRepository(session).save("m", "still works", 0.0, 0).id is not None
+    saved = CaptionRepository(session).save("m", "still works", 0.0, 0)
+    session.expunge_all()
+    assert CaptionRepository(session).read(saved.id).caption == "still works"
 
 
 def test_save_all__driver_errors_become_aana_exceptions_nothing_written(session):

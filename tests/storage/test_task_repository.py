@@ -1,7 +1,7 @@
 import threading
-import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -10,11 +10,18 @@ from aana.exceptions.db import NotFoundException
 from aana.storage.models import Status, TaskEntity
 from aana.storage.repository import TaskRepository
 from aana.storage.session import get_session
+from tests.helpers import backdate, run_in_threads
 
 
 def make_tasks(session, count, **kwargs):
     repository = TaskRepository(session)
     return [repository.save("ep", {"n": n}, **kwargs) for n in range(count)]
+
+
+def age_in_order(session, tasks):
+    """Make ``tasks`` created one minute apart, the first oldest, by the database clock."""
+    for minutes, task in enumerate(reversed(tasks), start=1):
+        backdate(session, [task.id], 60 * minutes, columns=["created_at"])
 
 
 def test_save__stores_a_created_task(session):
@@ -64,10 +71,9 @@ def test_read__accepts_str_and_uuid_and_delete(session):
 def test_fetch__claims_by_priority_then_age_and_marks_assigned(session):
     repository = TaskRepository(session)
     low = repository.save("ep", {}, priority=0)
-    time.sleep(0.005)
     high = repository.save("ep", {}, priority=5)
-    time.sleep(0.005)
     low_newer = repository.save("ep", {}, priority=0)
+    age_in_order(session, [low, high, low_newer])
     claimed = repository.fetch_unprocessed_tasks(limit=2)
     assert [task.id for task in claimed] == [high.id, low.id]
     for task in claimed:
@@ -111,9 +117,10 @@ def test_update_status__stamps_clock_fields(session):
     assert assigned.assigned_at is not None and assigned.num_retries == 1
     running = repository.update_status(task.id, Status.RUNNING, progress=0.5)
     assert running.progress == 0.5 and running.completed_at is None
+    backdate(session, [task.id], 60, columns=["created_at", "updated_at"])
     done = repository.update_status(str(task.id), Status.COMPLETED, progress=1, result={"ok": 1})
     assert done.completed_at is not None and done.result == {"ok": 1}
-    assert done.updated_at >= done.created_at
+    assert done.updated_at - done.created_at > timedelta(seconds=59)  # moved to now
     with pytest.raises(NotFoundException):
         repository.update_status(uuid.uuid4(), Status.RUNNING)
     with pytest.raises(TypeError, match="task result"):
@@ -165,10 +172,11 @@ def test_update_expired_tasks__hand_back_or_fail(session):
     retry_left, out_of_retries, fresh = make_tasks(session, 3)
     repository.update_status(retry_left.id, Status.RUNNING)  # never counted as an attempt
     repository.update_status(out_of_retries.id, Status.ASSIGNED)  # attempt 1 of 1
-    time.sleep(0.05)
     repository.update_status(fresh.id, Status.RUNNING)
+    assert repository.update_expired_tasks(3600, heartbeat_timeout=60, max_retries=1) == []
+    backdate(session, [retry_left.id, out_of_retries.id], 120, columns=["updated_at"])
     changed = repository.update_expired_tasks(
-        execution_timeout=3600, heartbeat_timeout=0.04, max_retries=1
+        execution_timeout=3600, heartbeat_timeout=60, max_retries=1
     )
     assert {task.id for task in changed} == {retry_left.id, out_of_retries.id}
     assert repository.read(retry_left.id).status == Status.NOT_FINISHED
@@ -182,33 +190,36 @@ def test_update_expired_tasks__execution_timeout_is_a_timeout_error(session):
     repository = TaskRepository(session)
     task = make_tasks(session, 1)[0]
     repository.update_status(task.id, Status.ASSIGNED)
-    time.sleep(0.05)
-    repository.heartbeat([task.id])
+    assert repository.update_expired_tasks(60, heartbeat_timeout=3600, max_retries=1) == []
+    backdate(session, [task.id], 120, columns=["assigned_at"])
+    repository.heartbeat([task.id])  # alive, but running for too long
     changed = repository.update_expired_tasks(
-        execution_timeout=0.02, heartbeat_timeout=3600, max_retries=1
+        execution_timeout=60, heartbeat_timeout=3600, max_retries=1
     )
     assert [t.result["error"] for t in changed] == ["TimeoutError"]
 
 
 def test_heartbeat__keeps_a_task_alive(session):
     repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
-    repository.update_status(task.id, Status.RUNNING)
-    before = repository.read(task.id).updated_at
-    time.sleep(0.05)
-    repository.heartbeat([str(task.id), "junk"])
+    alive, silent = make_tasks(session, 2)
+    for task in (alive, silent):
+        repository.update_status(task.id, Status.RUNNING)
+    backdate(session, [alive.id, silent.id], 120, columns=["updated_at"])
+    before = repository.read(alive.id).updated_at
+    repository.heartbeat([str(alive.id), "junk"])
     session.expire_all()
-    assert repository.read(task.id).updated_at > before
-    assert repository.update_expired_tasks(3600, heartbeat_timeout=0.04, max_retries=3) == []
+    assert repository.read(alive.id).updated_at - before > timedelta(seconds=119)
+    expired = repository.update_expired_tasks(3600, heartbeat_timeout=60, max_retries=3)
+    assert [task.id for task in expired] == [silent.id]
+    assert repository.read(alive.id).status == Status.RUNNING
 
 
 def test_get_tasks_and_count(session):
     repository = TaskRepository(session)
     first = repository.save("ep", {}, user_id="a")
-    time.sleep(0.005)
     second = repository.save("ep", {}, user_id="a")
-    time.sleep(0.005)
     other = repository.save("ep", {}, user_id="b")
+    age_in_order(session, [first, second, other])
     repository.update_status(second.id, Status.COMPLETED)
     assert [t.id for t in repository.get_tasks()] == [other.id, second.id, first.id]
     assert [t.id for t in repository.get_tasks(user_id="a")] == [second.id, first.id]
@@ -235,11 +246,7 @@ def test_fetch__concurrent_threads_never_share_a_task(db):
                 with lock:
                     claims.extend(task.id for task in tasks)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(*[worker] * 4)
     assert len(claims) == 200
     assert len(set(claims)) == 200
     with get_session() as session:

@@ -1,11 +1,13 @@
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select, update
 
 from aana.core.models import Video
-from aana.storage.models import VideoEntity
+from aana.storage.dialects import utcnow
+from aana.storage.models import MediaEntity, VideoEntity
 from aana.storage.repository import VideoRepository
+from tests.helpers import backdate
 
 
 def test_created_and_updated_at__aware_utc_with_milliseconds(session):
@@ -16,25 +18,35 @@ def test_created_and_updated_at__aware_utc_with_milliseconds(session):
     assert video.created_at.tzinfo is not None
     assert video.created_at.utcoffset() == timedelta(0)
     assert before <= video.created_at <= datetime.now(UTC) + timedelta(seconds=1)
-    stamps = {VideoRepository(session).save(Video(content=b"x")) and None for _ in range(3)}
-    assert stamps == {None}
-    created = sorted(v.created_at for v in VideoRepository(session).list())
-    assert any(stamp.microsecond % 1000 == 0 and stamp.microsecond for stamp in created) or any(
-        stamp.microsecond % 1000 for stamp in created
-    ), "sub-second resolution is kept"
+
+
+def test_created_and_updated_at__database_clock_values_keep_milliseconds(session):
+    VideoRepository(session).save(Video(url="https://example.com/v.mp4", media_id="ms"))
+    # One statement reads the database clock once: the two values are exactly 250 ms
+    # apart if, and only if, both the clock and the columns keep sub-second resolution.
+    session.execute(
+        update(MediaEntity)
+        .where(MediaEntity.id == "ms")
+        .values(created_at=utcnow(-0.25), updated_at=utcnow())
+    )
+    session.commit()
+    created, updated = session.execute(
+        select(MediaEntity.created_at, MediaEntity.updated_at).where(MediaEntity.id == "ms")
+    ).one()
+    assert updated - created == timedelta(milliseconds=250)
 
 
 def test_updated_at__moves_on_update(session):
     repository = VideoRepository(session)
     repository.save(Video(url="https://example.com/v.mp4", media_id="t2"))
+    backdate(session, ["t2"], 60, columns=["created_at", "updated_at"], entity=MediaEntity)
     first = repository.read("t2")
     created, updated = first.created_at, first.updated_at
-    time.sleep(0.01)
     repository.update("t2", title="changed")
     session.expunge_all()
     again = repository.read("t2")
     assert again.created_at == created
-    assert again.updated_at > updated
+    assert again.updated_at - updated > timedelta(seconds=59)  # now, not the stored value
 
 
 def test_timestamps__explicit_values_are_kept(session):
@@ -58,7 +70,9 @@ def test_updated_at__readable_after_update_once_the_session_is_closed(db):
     with get_session() as session:
         repository = VideoRepository(session)
         repository.save(Video(url="https://example.com/v.mp4", media_id="t5"))
+        backdate(session, ["t5"], 60, columns=["created_at", "updated_at"], entity=MediaEntity)
         updated = repository.update("t5", title="changed")
         created = repository.create(VideoEntity(id="t6"))
-    assert updated.updated_at >= updated.created_at
+    assert updated.title == "changed"
+    assert updated.updated_at - updated.created_at > timedelta(seconds=59)
     assert created.updated_at.tzinfo is not None

@@ -9,6 +9,7 @@ from aana.exceptions.db import MediaIdAlreadyExistsException, NotFoundException
 from aana.storage.models import MediaEntity, VideoEntity
 from aana.storage.repository import MediaRepository, VideoRepository
 from aana.storage.session import get_session
+from tests.helpers import run_in_threads, save_contested_video
 
 
 def test_documented_flow__save_a_video_by_url_offline(db):
@@ -70,22 +71,10 @@ def test_create__two_writers_racing_on_one_id_exactly_one_wins(db):
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
-    def writer(n: int) -> None:
-        with get_session() as session:
-            repository = VideoRepository(session)
-            barrier.wait()
-            try:
-                repository.save(Video(url=f"https://example.com/{n}.mp4", media_id="race"))
-                outcomes.append("won")
-            except MediaIdAlreadyExistsException:
-                outcomes.append("duplicate")
-                assert repository.check_media_exists("race")  # the session still works
+    def writer() -> None:
+        outcomes.append(save_contested_video(barrier))
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(writer, writer)
     assert sorted(outcomes) == ["duplicate", "won"]
 
 

@@ -1,11 +1,8 @@
 """Worker processes, as deployed: exactly-once claims and crash recovery, per backend."""
 
-import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,41 +12,29 @@ from sqlalchemy import func, select, text
 from aana.sdk import AanaSDK
 from aana.storage.models import Status, TaskEntity
 from aana.storage.session import get_session
+from tests.helpers import REPO_ROOT, backdate, environment, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.tasks.queue_app:app"
 
 pytestmark = pytest.mark.slow
-
-
-def worker_environment(db, record_dir):
-    config = {
-        "datastore_type": str(db.datastore_type.value),
-        **{"datastore_config": dict(db.datastore_config)},
-    }
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DB_CONFIG": json.dumps(config),
-        "AANA_TEST_RECORD": str(record_dir),
-    }
 
 
 def worker_process(db, record_dir, *args):
     command = [sys.executable, "-m", "aana.cli", "worker", APP, *args]
     return subprocess.Popen(
         command,
-        cwd=ROOT,
-        env=worker_environment(db, record_dir),
+        cwd=REPO_ROOT,
+        env=environment(db, AANA_TEST_RECORD=str(record_dir)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-def runs(record_dir):
+def runs(record_dir, pid="*"):
+    """How many times each task ``n`` was started: by any process, or by the one ``pid``."""
     counts = Counter()
-    for path in Path(record_dir).glob("*.txt"):
+    for path in Path(record_dir).glob(f"{pid}.txt"):
         counts.update(int(line) for line in path.read_text().split())
     return counts
 
@@ -60,11 +45,25 @@ def statuses():
         return {Status(status): number for status, number in session.execute(query)}
 
 
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+def stop_when(worker, condition):
+    """Wait for ``condition``, then stop the worker process as a deployment does (SIGTERM)."""
+    try:
+        wait_until(condition, timeout=60, interval=0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+
+
+def silence(task_ids):
+    """Make the tasks' last heartbeat two minutes old, as if their worker died back then."""
+    with get_session() as session:
+        backdate(session, task_ids, 120, columns=["updated_at"])
+
+
+def ids_in(*states):
+    with get_session() as session:
+        return set(session.scalars(select(TaskEntity.id).where(TaskEntity.status.in_(states))))
 
 
 def test_exactly_once__four_processes_five_thousand_tasks(db, tmp_path):
@@ -87,65 +86,47 @@ def test_exactly_once__four_processes_five_thousand_tasks(db, tmp_path):
 def test_crash__killed_workers_tasks_rerun_after_heartbeat_timeout(db, tmp_path):
     app = AanaSDK()
     ids = app.defer_many("nap", [{"n": n, "seconds": 0.3} for n in range(12)])
-    options = [
-        "-p",
-        "1",
-        "--concurrency",
-        "3",
-        "--heartbeat-timeout",
-        "1",
-        "--poll-interval",
-        "0.1",
-    ]
+    options = ["-p", "1", "--concurrency", "3", "--heartbeat-timeout", "60"]
+    options += ["--poll-interval", "0.1"]
     victim = worker_process(db, tmp_path, *options)
-    wait_for(lambda: statuses().get(Status.RUNNING, 0) >= 3)
+    wait_until(lambda: statuses().get(Status.RUNNING, 0) >= 3, timeout=60, interval=0.05)
     victim.kill()  # SIGKILL: no chance to hand anything back
     victim.communicate()
-    lost = statuses().get(Status.RUNNING, 0)
-    assert lost >= 1
+    lost = ids_in(Status.ASSIGNED, Status.RUNNING)
+    assert lost
+    done_before = ids_in(Status.COMPLETED)
+    silence(lost)
     rescuer = worker_process(db, tmp_path, *options)
-    try:
-        wait_for(lambda: statuses() == {Status.COMPLETED: 12})
-    finally:
-        rescuer.send_signal(signal.SIGTERM)
-        output, _ = rescuer.communicate(timeout=30)
-    assert rescuer.returncode == 0, output
-    retried = [app.get_task(task_id) for task_id in ids]
-    assert sum(task.num_retries == 2 for task in retried) == lost
-    assert all(task.result == n for n, task in enumerate(retried))
-    assert sum(count == 2 for count in runs(tmp_path).values()) == lost
+    stop_when(rescuer, lambda: statuses() == {Status.COMPLETED: 12})
+    tasks = [app.get_task(task_id) for task_id in ids]
+    assert {task.id for task in tasks if task.num_retries == 2} == lost
+    assert all(task.result == n for n, task in enumerate(tasks))
+    # The rescuer ran every task the victim had not finished, each once; the victim had
+    # started some of the lost ones (or not yet), never one twice.
+    left = {n for n, task in enumerate(tasks) if task.id not in done_before}
+    assert runs(tmp_path, rescuer.pid) == Counter(left)
+    assert set(runs(tmp_path, victim.pid).values()) <= {1}
 
 
 def test_crash__task_that_always_kills_its_worker_fails_after_max_retries(db, tmp_path):
     app = AanaSDK()
     task_id = app.defer("die", {"n": 0})
-    options = [
-        "-p",
-        "1",
-        "--heartbeat-timeout",
-        "1",
-        "--max-retries",
-        "2",
-        "--poll-interval",
-        "0.1",
-    ]
-    for _ in range(4):
+    options = ["-p", "1", "--heartbeat-timeout", "60", "--max-retries", "2"]
+    options += ["--poll-interval", "0.1"]
+    for attempt in (1, 2):
         worker = worker_process(db, tmp_path, *options)
         try:
-            wait_for(
-                lambda w=worker: (
-                    w.poll() is not None or app.get_task(task_id).status == Status.FAILED
-                ),
-                timeout=20,
-            )
+            output, _ = worker.communicate(timeout=60)
         finally:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-            worker.communicate(timeout=30)
-        if app.get_task(task_id).status == Status.FAILED:
-            break
+            worker.kill()
+        assert worker.returncode == -signal.SIGKILL, output  # killed by the task
+        task = app.get_task(task_id)
+        assert (task.status, task.num_retries) == (Status.RUNNING, attempt)
+        silence([task_id])
+    # The next worker finds the task lost for the second time: no attempt is left.
+    last = worker_process(db, tmp_path, *options)
+    stop_when(last, lambda: app.get_task(task_id).status == Status.FAILED)
     task = app.get_task(task_id)
-    assert task.status == Status.FAILED
     assert task.result["error"] == "HeartbeatTimeoutError"
     assert task.num_retries == 2
     assert runs(tmp_path)[0] == 2
@@ -174,8 +155,8 @@ def test_burst__database_failure_exits_non_zero_with_one_line(db, tmp_path, proc
     drop_tasks_table()
     result = subprocess.run(
         [sys.executable, "-m", "aana.cli", "worker", APP, "--processes", processes, "--burst"],
-        cwd=ROOT,
-        env=worker_environment(db, tmp_path),
+        cwd=REPO_ROOT,
+        env=environment(db, AANA_TEST_RECORD=str(tmp_path)),
         capture_output=True,
         text=True,
         timeout=120,
