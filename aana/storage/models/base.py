@@ -7,8 +7,8 @@ import enum
 import uuid
 from typing import Any, Self
 
+from sqlalchemy import Double, MetaData, String, Uuid, event, inspect
 from sqlalchemy import Enum as SqlEnum
-from sqlalchemy import MetaData, String, Uuid, event, inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, validates
 
 from aana.core.models.media import MediaId
@@ -32,14 +32,17 @@ class BaseEntity(DeclarativeBase):
     """Base class of all entities; derive your own entities from it.
 
     Python types map to portable column types: ``datetime`` to a UTC timestamp, ``dict``,
-    ``list`` and ``Any`` to JSON, ``uuid.UUID`` to a native UUID where there is one, ``MediaId``
-    to a 36-character string, and enums to their values, stored as text (up to 64 characters),
-    so adding a member needs no database type change.
+    ``list`` and ``Any`` to JSON, ``float`` to a double-precision float, ``uuid.UUID`` to a
+    native UUID where there is one, ``MediaId`` to a 36-character string, and enums to their
+    values, stored as text (up to 64 characters), so adding a member needs no database type
+    change.
     """
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         MediaId: String(36),
+        # SQLAlchemy 2.1's default; 2.0 maps float to Float, which the migrations do not use.
+        float: Double(),
         datetime.datetime: UtcDateTime(),
         dict[str, Any]: JsonType,
         list[Any]: JsonType,
