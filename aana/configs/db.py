@@ -1,18 +1,21 @@
-"""Database settings: which datastore to use and how to connect to it."""
+"""Database settings: which datastore to use and how to connect to it.
+
+Plain data. The engines are built and kept by ``aana.storage.engine``; ``get_engine`` and
+``get_async_engine`` delegate to it, importing it on the first call, so that reading the
+configuration loads no SQLAlchemy. The dependency goes one way: ``aana.storage.engine``
+does not import this module.
+"""
 
 from __future__ import annotations
 
-import copy
-import threading
 from collections.abc import Iterator
 from enum import Enum
 from os import PathLike
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     Field,
     PlainValidator,
-    PrivateAttr,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -76,9 +79,10 @@ class DbSettings(BaseSettings):
 
     """
 
-    # Frozen: the engine is built from the settings once, so they must not change under
-    # it. The prefix keeps stray variables (POOL_SIZE ...) out; DB_CONFIG__POOL_SIZE=3
-    # means the same here and in Settings.
+    # Frozen: a settings object's engine is built from it once, so it must not change
+    # under the engine; model_copy(update=...) makes new settings, with their own engine.
+    # The prefix keeps stray variables (POOL_SIZE ...) out; DB_CONFIG__POOL_SIZE=3 means
+    # the same here and in Settings.
     model_config = SettingsConfigDict(
         extra="ignore", hide_input_in_errors=True, frozen=True, env_prefix="DB_CONFIG__"
     )
@@ -92,10 +96,6 @@ class DbSettings(BaseSettings):
     pool_recycle: int = Field(default=3600, ge=-1)
     query_timeout: int = Field(default=30, ge=0)
     connection_timeout: int = Field(default=10, ge=1)
-
-    _engine: Engine | None = PrivateAttr(default=None)
-    _async_engine: AsyncEngine | None = PrivateAttr(default=None)
-    _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @field_validator("datastore_type")
     @classmethod
@@ -149,39 +149,22 @@ class DbSettings(BaseSettings):
             ) from None
         return datastore_type, checked
 
-    def __copy__(self) -> Self:
-        """A copy that builds its own engines: an update may change what they depend on."""
-        copied = super().__copy__()
-        copied._engine = copied._async_engine = None
-        copied._engine_lock = threading.Lock()
-        return copied
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
-        """A deep copy of the settings, without the engines (see ``__copy__``)."""
-        copied = self.__copy__()
-        object.__setattr__(copied, "__dict__", copy.deepcopy(self.__dict__, memo))
-        return copied
-
     def get_engine(self) -> Engine:
         """The engine for these settings, built on the first call and reused after.
+
+        Each settings object has its own engine, also when another one compares equal.
 
         Raises:
             ValueError: ``datastore_type`` is not supported.
             KeyError: ``datastore_config`` lacks a key the datastore requires.
 
         """
-        with self._engine_lock:
-            if self._engine is None:
-                from aana.storage.engine import create_engine
+        from aana.storage.engine import engine_for
 
-                self._engine = create_engine(self)
-            return self._engine
+        return engine_for(self)
 
     def get_async_engine(self) -> AsyncEngine:
         """The asyncio engine for these settings (*ours*), built once like ``get_engine``."""
-        with self._engine_lock:
-            if self._async_engine is None:
-                from aana.storage.engine import create_async_engine
+        from aana.storage.engine import async_engine_for
 
-                self._async_engine = create_async_engine(self)
-            return self._async_engine
+        return async_engine_for(self)

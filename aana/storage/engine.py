@@ -1,7 +1,16 @@
-"""Building engines from ``DbSettings``: dialect options, pools, connection errors."""
+"""Engines from ``DbSettings``: dialect options, pools, connection errors, one per settings.
+
+The settings are plain data; the engines built from them are kept here, by the identity
+of the settings object, for as long as that object lives. This module does not import
+``aana.configs`` (only for type checking): the configuration delegates to it, never the
+other way round.
+"""
 
 from __future__ import annotations
 
+import threading
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
@@ -12,7 +21,6 @@ from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
-from aana.configs.db import DbType
 from aana.exceptions.config import ConfigurationError
 from aana.exceptions.db import DatabaseConnectionException, InvalidInputException
 from aana.storage import dialects
@@ -53,9 +61,10 @@ def _sqlite_path(config: dict[str, Any]) -> str:
     return str(path)
 
 
-def _engine_options(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
+def _engine_options(settings: DbSettings) -> dict[str, Any]:
     datastore_type, config = settings.checked_config()
-    if datastore_type is DbType.SQLITE:
+    # DbType is a str enum whose values are SQLAlchemy's dialect names.
+    if datastore_type == "sqlite":
         options = dialects.sqlite_engine_options(_sqlite_path(config), settings.connection_timeout)
     else:
         options = dialects.postgresql_engine_options(
@@ -69,7 +78,7 @@ def _engine_options(settings: DbSettings) -> tuple[DbType, dict[str, Any]]:
         # No pre-ping: it costs a round trip per checkout on the queue's hot path. A
         # connection the server dropped fails once; SQLAlchemy then discards the pool.
     )
-    return datastore_type, options
+    return options
 
 
 def _report_errors(engine: Engine) -> None:
@@ -95,24 +104,79 @@ def connection_error(url: URL, error: BaseException) -> DatabaseConnectionExcept
     )
 
 
-def _configure(engine: Engine, datastore_type: DbType, settings: DbSettings) -> None:
-    if datastore_type is DbType.SQLITE:
+def _configure(engine: Engine, settings: DbSettings) -> None:
+    if engine.dialect.name == "sqlite":
         dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
     _report_errors(engine)
 
 
 def create_engine(settings: DbSettings) -> Engine:
     """A new engine for ``settings``."""
-    datastore_type, options = _engine_options(settings)
+    options = _engine_options(settings)
     engine = sqlalchemy.create_engine(options.pop("url"), **options)
     _CONNECT_ARGS[engine] = dict(options.get("connect_args", {}))
-    _configure(engine, datastore_type, settings)
+    _configure(engine, settings)
     return engine
 
 
 def create_async_engine(settings: DbSettings) -> AsyncEngine:
     """A new asyncio engine for ``settings`` (aiosqlite or psycopg's async mode)."""
-    datastore_type, options = _engine_options(settings)
+    options = _engine_options(settings)
     engine = sa_create_async_engine(dialects.async_url(options.pop("url")), **options)
-    _configure(engine.sync_engine, datastore_type, settings)
+    _configure(engine.sync_engine, settings)
     return engine
+
+
+@dataclass
+class _Engines:
+    """The engines built for one settings object."""
+
+    owner: weakref.ref[DbSettings]
+    sync: Engine | None = None
+    asyncio: AsyncEngine | None = None
+
+
+_lock = threading.Lock()
+_engines: dict[int, _Engines] = {}
+"""By ``id`` of the settings object: settings compare by value, but each object has its
+own engines (a ``model_copy`` builds new ones). An entry goes when its settings object
+is collected, so the cache keeps neither the settings nor their engines alive."""
+
+
+def _forget(key: int, owner: weakref.ref[DbSettings]) -> None:
+    # Runs while the settings object is collected, possibly in a thread that holds _lock:
+    # so no locking (single dict operations), and only the dead owner's own entry goes.
+    entry = _engines.get(key)
+    if entry is not None and entry.owner is owner:
+        _engines.pop(key, None)
+
+
+def _entry_of(settings: DbSettings) -> _Engines:
+    # The caller holds _lock.
+    key = id(settings)
+    entry = _engines.get(key)
+    if entry is None or entry.owner() is not settings:
+        owner = weakref.ref(settings, lambda dead: _forget(key, dead))
+        entry = _engines[key] = _Engines(owner)
+    return entry
+
+
+def engine_for(settings: DbSettings) -> Engine:
+    """The engine of ``settings``: built on the first call, the same one after.
+
+    ``DbSettings.get_engine()`` delegates here; it raises what ``create_engine`` raises.
+    """
+    with _lock:
+        entry = _entry_of(settings)
+        if entry.sync is None:
+            entry.sync = create_engine(settings)
+        return entry.sync
+
+
+def async_engine_for(settings: DbSettings) -> AsyncEngine:
+    """The asyncio engine of ``settings``, built once like ``engine_for``."""
+    with _lock:
+        entry = _entry_of(settings)
+        if entry.asyncio is None:
+            entry.asyncio = create_async_engine(settings)
+        return entry.asyncio

@@ -1,7 +1,10 @@
+import gc
 import os
+import pickle
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -161,13 +164,59 @@ def test_import__creates_no_engine_folder_or_connection(tmp_path):
     code = (
         "import aana, aana.configs, aana.storage.models, aana.storage.repository, "
         "aana.storage.session, aana.sdk, aana.cli\n"
-        "from aana.configs import settings\n"
-        "assert settings.db_config._engine is None\n"
-        "import sys; assert 'fastapi' not in sys.modules\n"
+        "import gc, sys, sqlalchemy\n"
+        "assert not [o for o in gc.get_objects() if isinstance(o, sqlalchemy.Engine)]\n"
+        "assert 'fastapi' not in sys.modules\n"
     )
     env = {**os.environ, "DB_CONFIG": f'{{"datastore_config": {{"path": "{target}"}}}}'}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
     assert not target.parent.exists()
+
+
+def run_python(code: str) -> None:
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_import__the_engine_module_does_not_import_the_configuration():
+    run_python(
+        "import sys, aana.storage.engine\n"
+        "loaded = sorted(name for name in sys.modules if name.startswith('aana.configs'))\n"
+        "assert not loaded, loaded\n"
+    )
+
+
+def test_import__the_configuration_loads_neither_storage_nor_sqlalchemy():
+    run_python(
+        "import sys, aana.configs\n"
+        "loaded = sorted(name for name in sys.modules if name.startswith(('aana.storage', "
+        "'sqlalchemy')))\n"
+        "assert not loaded, loaded\n"
+    )
+
+
+def test_db_settings__equal_by_value_whether_or_not_an_engine_was_built(tmp_path):
+    config = {"path": str(tmp_path / "a.db")}
+    settings, same = DbSettings(datastore_config=config), DbSettings(datastore_config=config)
+    engine = settings.get_engine()
+    try:
+        assert settings == same
+        assert settings.model_copy() == settings
+        assert pickle.loads(pickle.dumps(settings)) == settings
+        assert settings != DbSettings(datastore_config=config, pool_size=1)
+    finally:
+        engine.dispose()
+
+
+def test_get_engine__keeps_neither_the_settings_nor_their_engines_alive(tmp_path):
+    settings = DbSettings(datastore_config={"path": str(tmp_path / "a.db")})
+    settings_ref = weakref.ref(settings)
+    engine_ref = weakref.ref(settings.get_engine())
+    async_engine_ref = weakref.ref(settings.get_async_engine())
+    del settings
+    gc.collect()
+    assert settings_ref() is None
+    assert engine_ref() is None
+    assert async_engine_ref() is None
 
 
 def test_get_engine__sqlite_path_that_is_a_folder(tmp_path):
