@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -86,31 +87,39 @@ LOGS = Path(tempfile.gettempdir())
 MISSED: list[str] = []
 
 
-def report(name: str, value: float, unit: str, target: str = "", ok: bool | None = None) -> None:
-    """One result line; with a target, its verdict ("ok" / "MISSED")."""
-    shown = f"{value:.2f}" if unit == "x" else f"{value:.1f}"
-    line = f"{name:<66} {shown:>9} {unit:<7}"
-    if target:
-        verdict = "ok" if ok else "MISSED"
-        line += f" target {target}: {verdict}"
-        if not ok:
-            MISSED.append(name)
+def verdict(name: str, ok: bool, target: str) -> str:
+    """ " target ...: ok" or " target ...: MISSED" (remembered for the exit code)."""
+    if not ok:
+        MISSED.append(name)
+    return f"  target {target}: {'ok' if ok else 'MISSED'}"
+
+
+def report(name: str, value: float, unit: str, target: str = "", ok: bool = True) -> None:
+    """One result line; with a target, its verdict."""
+    line = f"{name:<58} {value:>9.1f} {unit}"
+    print(line + (verdict(name, ok, target) if target else ""), flush=True)
+
+
+def compare(
+    title: str, names: tuple[str, str], rates: tuple[list[float], list[float]], target: float | None
+) -> None:
+    """Median and best of both sides and their ratios; the verdict uses the medians."""
+    print(f"{title}, {len(rates[0])} round(s) each:", flush=True)
+    for name, values in zip(names, rates, strict=True):
+        print(
+            f"  {name:<44} median {statistics.median(values):>9.1f}  "
+            f"best {max(values):>9.1f} tasks/s",
+            flush=True,
+        )
+    ours, theirs = rates
+    median = statistics.median(ours) / statistics.median(theirs)
+    line = (
+        f"  {'ratio (first / second)':<44} median {median:>8.2f}x  "
+        f"best {max(ours) / max(theirs):>8.2f}x"
+    )
+    if target is not None:
+        line += verdict(title, median >= target, f">= {target:.1f}x (median)")
     print(line, flush=True)
-
-
-def compare(what: str, ours: list[float], theirs: list[float], target: float | None) -> None:
-    """Median and best of both sides, and their ratio; the verdict uses the medians."""
-    ours_name, theirs_name = what.split(" vs ")
-    report(f"{ours_name}, median of {len(ours)}", statistics.median(ours), "tasks/s")
-    report(f"{ours_name}, best of {len(ours)}", max(ours), "tasks/s")
-    report(f"{theirs_name}, median of {len(theirs)}", statistics.median(theirs), "tasks/s")
-    report(f"{theirs_name}, best of {len(theirs)}", max(theirs), "tasks/s")
-    report("  ratio of the bests", max(ours) / max(theirs), "x")
-    ratio = statistics.median(ours) / statistics.median(theirs)
-    if target is None:
-        report("  ratio of the medians (no target)", ratio, "x")
-    else:
-        report("  ratio of the medians", ratio, "x", f">= {target:.1f}x", ratio >= target)
 
 
 def alternate(rounds: int, first: Callable[[], float], second: Callable[[], float]):  # type: ignore[no-untyped-def]
@@ -336,8 +345,20 @@ def start_workers(db: DbSettings, *extra: str) -> subprocess.Popen[bytes]:
 
 
 def stop_workers(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator stops it; a tree still alive after 60 s is killed, and said."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     process.send_signal(signal.SIGTERM)
-    process.wait(60)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        alive = [p.pid for p in tree if p.is_running()]
+        for stuck in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stuck.kill()
+        process.wait(10)
+        message = f"aana worker: processes {alive} still running 60 s after SIGTERM, killed"
+        print(f"  WARNING {message} (logs in {LOGS})", flush=True)
+        MISSED.append(message)
 
 
 def worker_pids(process: subprocess.Popen[bytes]) -> list[int]:
@@ -482,24 +503,18 @@ def bench_pgqueuer() -> None:
             lambda mode=mode: pgqueuer_run(mode),
         )
         compare(
-            f"PostgreSQL {mode}: aana worker, {label} vs "
-            f"PostgreSQL {mode}: pgqueuer (asyncpg, batch 10), {label}",
-            ours,
-            theirs,
+            f"PostgreSQL, {mode}, {label}",
+            ("aana worker (concurrency 10)", "pgqueuer (asyncpg, batch 10)"),
+            (ours, theirs),
             1.5 if mode == "prefilled" else None,
         )
     report_exactly_once("PostgreSQL")
 
 
 def report_exactly_once(backend: str) -> None:
-    once = all(EXACTLY_ONCE)
-    report(
-        f"{backend}: aana worker runs with every task run exactly once",
-        sum(EXACTLY_ONCE),
-        f"of {len(EXACTLY_ONCE)}",
-        "all",
-        once,
-    )
+    name = f"{backend}: aana worker runs where every task ran exactly once"
+    line = f"{name:<58} {sum(EXACTLY_ONCE):>5} of {len(EXACTLY_ONCE)}"
+    print(line + verdict(name, all(EXACTLY_ONCE), "all"), flush=True)
     EXACTLY_ONCE.clear()
 
 
@@ -573,10 +588,9 @@ def bench_sqlite() -> None:
         ),
     )
     compare(
-        f"SQLite prefilled: aana worker, {label} vs "
-        f"SQLite prefilled: plain sqlite3 claim loop (BEGIN IMMEDIATE), {label}",
-        ours,
-        theirs,
+        f"SQLite, prefilled, {label}",
+        ("aana worker (concurrency 10)", "plain sqlite3 loop (BEGIN IMMEDIATE)"),
+        (ours, theirs),
         1.0,
     )
     report_exactly_once("SQLite")
@@ -656,12 +670,10 @@ def bench_loops() -> None:
         lambda: loop_rate_pg("repository loop", _repository_loop, DbSettings.model_dump_json),
         lambda: loop_rate_pg("plain psycopg loop", _plain_psycopg_loop, pg_dsn),
     )
-    label = f"{PROCESSES} processes, {TASKS} tasks"
     compare(
-        f"PostgreSQL: repository loop (fetch 10 + update_status), {label} vs "
-        f"PostgreSQL: plain psycopg claim loop (SKIP LOCKED), {label}",
-        ours,
-        theirs,
+        f"PostgreSQL, claim loops, {PROCESSES} processes, {TASKS} prefilled tasks",
+        ("repository (fetch 10 + update_status)", "plain psycopg (SKIP LOCKED)"),
+        (ours, theirs),
         0.6,
     )
 
@@ -676,14 +688,14 @@ def bench_defer(db: DbSettings) -> None:
     for n in range(count):
         app.defer("noop", {"n": n})
     rate = count / (time.perf_counter() - start)
-    report(f"PostgreSQL: single defer, {count} calls", rate, "tasks/s", ">= 2000/s", rate >= 2000)
+    report(f"PostgreSQL: single defer ({count} calls)", rate, "tasks/s", ">= 2000/s", rate >= 2000)
     batch = [{"n": n} for n in range(50_000)]
     start = time.perf_counter()
     for offset in range(0, len(batch), 5000):
         app.defer_many("noop", batch[offset : offset + 5000])
     rate = len(batch) / (time.perf_counter() - start)
     report(
-        "PostgreSQL: defer_many, 5,000 per call, 10 calls",
+        "PostgreSQL: defer_many (5,000 per call, 10 calls)",
         rate,
         "tasks/s",
         ">= 50000/s",
@@ -717,7 +729,7 @@ def bench_latency(db: DbSettings, per_user_limit: bool) -> None:
     backend, target = ("PostgreSQL", 3.0) if is_pg(db) else ("SQLite", 5.0)
     label = "per-user limit 25" if per_user_limit else "no per-user limit"
     median = statistics.median(latencies)
-    name = f"{backend}: idle aana worker ({label}), defer -> handler start"
+    name = f"{backend}: idle worker ({label}), defer -> handler start"
     report(f"{name}, median", median, "ms", f"<= {target:.0f} ms", median <= target)
     report(f"{name}, p95", statistics.quantiles(latencies, n=20)[18], "ms")
 
@@ -726,7 +738,12 @@ def bench_latency(db: DbSettings, per_user_limit: bool) -> None:
 
 
 def bench_memory(db: DbSettings) -> None:
-    """Sum of RSS of an idle ``aana worker --processes 4``, supervisor included."""
+    """Memory of an idle ``aana worker --processes 4``: the whole process tree.
+
+    The tree is the supervisor, its workers and multiprocessing's resource tracker. The
+    sum of RSS (the target) counts shared pages once per process; the sum of USS counts
+    only the pages each process has to itself.
+    """
     app = use(db)
     worker = start_workers(db, "--processes", str(PROCESSES))
     monitor = plain_connection(db)
@@ -741,9 +758,9 @@ def bench_memory(db: DbSettings) -> None:
     finally:
         stop_workers(worker)
         monitor.close()
-    name = f"PostgreSQL: idle aana worker --processes {PROCESSES}, {len(tree)} processes"
-    report(f"{name}, sum of RSS", rss, "MB", "<= 250 MB", rss <= 250)
-    report(f"{name}, sum of USS (pages of its own)", uss, "MB")
+    name = f"PostgreSQL: idle aana worker --processes {PROCESSES} ({len(tree)} processes)"
+    report(f"{name}, RSS", rss, "MB", "<= 250 MB", rss <= 250)
+    report(f"{name}, USS", uss, "MB")
 
 
 def versions() -> str:
@@ -793,7 +810,7 @@ def main() -> int:
     if "memory" in sections:
         on_fresh_pg_database(bench_memory)
     if MISSED:
-        print(f"MISSED: {len(MISSED)} target(s)", flush=True)
+        print(f"MISSED: {len(MISSED)}: {'; '.join(MISSED)}", flush=True)
     return 1 if MISSED else 0
 
 
