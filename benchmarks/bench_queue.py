@@ -1,20 +1,48 @@
-"""Task-queue benchmark: aana's worker runtime beside pgqueuer and plain-driver loops.
+"""Task-queue benchmark: ``aana worker`` beside pgqueuer and plain-driver loops.
 
-Run from the repository root (PostgreSQL at 127.0.0.1:5432, user postgres):
+Run from the repository root (PostgreSQL at 127.0.0.1:5432, user postgres;
+``pip install -r benchmarks/requirements.txt``):
 
-    PYTHONPATH=. python benchmarks/bench_queue.py
+    PYTHONPATH=. python benchmarks/bench_queue.py [--tasks 5000] [--rounds 5]
+        [--only pgqueuer,sqlite,loops,defer,latency,memory]
 
-Every figure is measured on a fresh database; worker processes are started and idle
-before the tasks are deferred, so process start-up is not counted. Throughput
-comparisons alternate the two sides ROUNDS times and keep the best run of each: single
-runs vary by a third on this 2-core machine, where the workers share the CPUs with
-PostgreSQL.
+Both queues run as their users run them: ``aana worker bench_app:app --processes 4
+--concurrency 10 --max-active-per-user 0`` (pgqueuer has no per-user limit), and four
+pgqueuer consumer processes, each ``pgqueuer.run(create_pgqueuer, batch_size=10)`` (what
+``pgq run ... --batch-size 10`` runs; see benchmarks/bench_pgqueuer_app.py) on pgqueuer's
+recommended driver, asyncpg, continuous mode. Every run gets a fresh database.
+
+Throughput is measured in two modes, by the same method for every side:
+
+- **prefilled**: all the tasks are stored first, then the consumers start on that
+  backlog.
+- **idle-first**: the consumers start on an empty queue, run a warm-up of 10 tasks per
+  process, sit idle for a second, then all the tasks are stored in one call (one
+  transaction) and woken consumers drain them. The clock includes that call.
+
+In both modes process start-up (interpreter, imports, connecting) is kept out of the
+rate, fairly for both sides: the queue table is locked (PostgreSQL: ``LOCK TABLE ... IN
+ACCESS EXCLUSIVE MODE``; SQLite: a ``BEGIN IMMEDIATE`` transaction) before the
+consumers start, and released once every consumer process waits on that lock
+(PostgreSQL: each process has a connection in ``pg_stat_activity`` waiting on a lock;
+SQLite cannot show who waits, so each process has the database file open, plus one
+second). The clock starts at the release (prefilled) or before the batch is stored
+(idle-first) and stops when the queue is drained, polled every 20 ms with one plain
+``count(*)`` for every side. Start-up (launch until every process waits) is printed for
+each run, apart from the rate. SQLite's sleeping busy handler may wake a waiter up to
+100 ms after the release, the same for both sides.
+
+Each pair alternates in one run, ROUNDS times, the first side swapping every round; every
+run is printed. Summaries give the median and the best of each side; the verdict uses
+the ratio of the medians (the best ratio is printed too). Exits 1 if a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -26,8 +54,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psutil
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +74,65 @@ from aana.storage.session import get_session  # noqa: E402
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""}
 PROCESSES = 4
+WARM_UP = PROCESSES * 10
+SECTIONS = ("pgqueuer", "sqlite", "loops", "defer", "latency", "memory")
+# Set from the command line in main().
 TASKS = 5000
 ROUNDS = 5
-ROUNDS_NOTE = f"{PROCESSES} processes, best of {ROUNDS}"
+LOGS = Path(tempfile.gettempdir())
 
 
-def report(name: str, value: float, unit: str = "tasks/s") -> None:
-    shown = f"{value:.2f}" if unit == "x" else f"{value:.1f}"
-    print(f"{name:<58} {shown:>10} {unit}", flush=True)
+# --- printing and verdicts ---
+
+MISSED: list[str] = []
+
+
+def verdict(name: str, ok: bool, target: str) -> str:
+    """ " target ...: ok" or " target ...: MISSED" (remembered for the exit code)."""
+    if not ok:
+        MISSED.append(name)
+    return f"  target {target}: {'ok' if ok else 'MISSED'}"
+
+
+def report(name: str, value: float, unit: str, target: str = "", ok: bool = True) -> None:
+    """One result line; with a target, its verdict."""
+    line = f"{name:<58} {value:>9.1f} {unit}"
+    print(line + (verdict(name, ok, target) if target else ""), flush=True)
+
+
+def compare(
+    title: str, names: tuple[str, str], rates: tuple[list[float], list[float]], target: float | None
+) -> None:
+    """Median and best of both sides and their ratios; the verdict uses the medians."""
+    print(f"{title}, {len(rates[0])} round(s) each:", flush=True)
+    for name, values in zip(names, rates, strict=True):
+        print(
+            f"  {name:<44} median {statistics.median(values):>9.1f}  "
+            f"best {max(values):>9.1f} tasks/s",
+            flush=True,
+        )
+    ours, theirs = rates
+    median = statistics.median(ours) / statistics.median(theirs)
+    line = (
+        f"  {'ratio (first / second)':<44} median {median:>8.2f}x  "
+        f"best {max(ours) / max(theirs):>8.2f}x"
+    )
+    if target is not None:
+        line += verdict(title, median >= target, f">= {target:.1f}x (median)")
+    print(line, flush=True)
+
+
+def alternate(rounds: int, first: Callable[[], float], second: Callable[[], float]):  # type: ignore[no-untyped-def]
+    """Run both sides ``rounds`` times, the one going first swapping every round."""
+    firsts, seconds = [], []
+    for round_ in range(rounds):
+        if round_ % 2 == 0:
+            firsts.append(first())
+            seconds.append(second())
+        else:
+            seconds.append(second())
+            firsts.append(first())
+    return firsts, seconds
 
 
 # --- databases ---
@@ -67,15 +149,61 @@ def new_pg_database() -> DbSettings:
 
 def drop_pg_database(db: DbSettings) -> None:
     db.get_engine().dispose()
-    name = db.datastore_config["database"]  # type: ignore[typeddict-item]
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"DROP DATABASE IF EXISTS {pg_name(db)} WITH (FORCE)")
 
 
 def new_sqlite_database(folder: Path) -> DbSettings:
-    db = DbSettings(datastore_config={"path": str(folder / f"{uuid.uuid4().hex}.db")})
+    # A long busy timeout: workers wait on the start gate's write lock (see the docstring).
+    db = DbSettings(
+        datastore_config={"path": str(folder / f"{uuid.uuid4().hex}.db")}, connection_timeout=60
+    )
     run_alembic_migrations(Settings(db_config=db))
     return db
+
+
+def on_fresh_pg_database(measure):  # type: ignore[no-untyped-def]
+    db = new_pg_database()
+    try:
+        return measure(db)
+    finally:
+        drop_pg_database(db)
+
+
+def on_fresh_sqlite_database(measure):  # type: ignore[no-untyped-def]
+    with tempfile.TemporaryDirectory() as folder:
+        db = new_sqlite_database(Path(folder))
+        try:
+            return measure(db)
+        finally:
+            db.get_engine().dispose()
+
+
+def is_pg(db: DbSettings) -> bool:
+    return db.datastore_type.value == "postgresql"
+
+
+def pg_name(db: DbSettings) -> str:
+    return str(db.datastore_config["database"])  # type: ignore[typeddict-item]
+
+
+def sqlite_path(db: DbSettings) -> str:
+    return str(db.datastore_config["path"])  # type: ignore[typeddict-item]
+
+
+def pg_dsn(db: DbSettings) -> str:
+    return f"host={PG['host']} port={PG['port']} user={PG['user']} dbname={pg_name(db)}"
+
+
+def plain_connection(db: DbSettings) -> Any:
+    """An autocommit driver connection; ``execute(sql).fetchone()`` on both backends."""
+    if is_pg(db):
+        return psycopg.connect(pg_dsn(db), autocommit=True)
+    return sqlite3.connect(sqlite_path(db), timeout=60, isolation_level=None)
+
+
+def scalar(connection: Any, query: str) -> int:
+    return int(connection.execute(query).fetchone()[0])
 
 
 def use(db: DbSettings) -> AanaSDK:
@@ -83,33 +211,126 @@ def use(db: DbSettings) -> AanaSDK:
     return AanaSDK()
 
 
-def pg_dsn(db: DbSettings) -> str:
-    config = db.datastore_config
-    database = config["database"]  # type: ignore[typeddict-item]
-    return f"host={PG['host']} port={PG['port']} user={PG['user']} dbname={database}"
-
-
-def count_status(status: Status) -> int:
-    with get_session() as session:
-        return TaskRepository(session).count()[status.value]
-
-
-def wait_until(condition, timeout: float = 300.0, step: float = 0.005) -> float:
+def wait_until(condition, timeout: float = 300.0, step: float = 0.02, what: str = "") -> float:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError("benchmark step did not finish")
+            raise TimeoutError(f"benchmark step did not finish: {what} (logs in {LOGS})")
         time.sleep(step)
     return time.perf_counter()
 
 
-# --- aana's worker runtime (the real CLI, as deployed) ---
+# --- the start gate: consumers start, then wait on a lock of the queue table ---
 
 
-def start_workers(db: DbSettings, *extra: str) -> subprocess.Popen[str]:
+def close_gate(db: DbSettings, table: str) -> Any:
+    """Lock ``table`` against every writer until ``open_gate``."""
+    if is_pg(db):
+        gate = psycopg.connect(pg_dsn(db))
+        gate.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        return gate
+    gate = sqlite3.connect(sqlite_path(db), isolation_level=None)
+    gate.execute("BEGIN IMMEDIATE")
+    return gate
+
+
+def open_gate(gate: Any) -> None:
+    gate.commit() if isinstance(gate, psycopg.Connection) else gate.execute("COMMIT")
+    gate.close()
+
+
+def all_waiting(db: DbSettings, monitor: Any, pids: list[int]) -> bool:
+    """Whether every process in ``pids`` is up and waiting on the gate."""
+    try:
+        processes = [psutil.Process(pid) for pid in pids]
+        if is_pg(db):
+            waiting = {
+                row[0]
+                for row in monitor.execute(
+                    "SELECT client_port FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            }
+            return all(
+                any(c.laddr.port in waiting for c in p.net_connections(kind="tcp"))
+                for p in processes
+            )
+        path = os.path.realpath(sqlite_path(db))
+        return all(any(f.path == path for f in p.open_files()) for p in processes)
+    except psutil.NoSuchProcess as error:
+        raise RuntimeError(f"a consumer process exited (logs in {LOGS})") from error
+
+
+def wait_for_consumers(db: DbSettings, monitor: Any, pids: Callable[[], list[int]]) -> None:
+    wait_until(
+        lambda: len(pids()) == PROCESSES and all_waiting(db, monitor, pids()),
+        timeout=120,
+        step=0.05,
+        what="consumers waiting on the gate",
+    )
+    if not is_pg(db):
+        time.sleep(1.0)  # SQLite: from the file being open to the first claim
+
+
+@dataclasses.dataclass
+class Side:
+    """One side of a throughput comparison: how to store tasks, start, count and stop."""
+
+    name: str
+    table: str
+    enqueue: Callable[[DbSettings, int], None]
+    start: Callable[[DbSettings], Any]
+    pids: Callable[[Any], list[int]]
+    remaining: str  # SQL: tasks not yet done
+    stop: Callable[[Any], None]
+    check: Callable[[DbSettings], str] = lambda db: ""
+
+
+def throughput(side: Side, db: DbSettings, mode: str, tasks: int) -> float:
+    """Tasks per second of ``side`` on ``db`` in ``mode`` ("prefilled" / "idle-first")."""
+    monitor = plain_connection(db)
+    if mode == "prefilled":
+        side.enqueue(db, tasks)
+    gate = close_gate(db, side.table)
+    launched = time.perf_counter()
+    consumers = side.start(db)
+    try:
+        wait_for_consumers(db, monitor, lambda: side.pids(consumers))
+        start_up = time.perf_counter() - launched
+        if mode == "prefilled":
+            start = time.perf_counter()
+            open_gate(gate)
+        else:
+            open_gate(gate)
+            side.enqueue(db, WARM_UP)
+            wait_until(lambda: scalar(monitor, side.remaining) == 0, what="warm-up")
+            time.sleep(1.0)
+            start = time.perf_counter()
+            side.enqueue(db, tasks)
+        end = wait_until(lambda: scalar(monitor, side.remaining) == 0, what=f"{side.name} drain")
+    finally:
+        side.stop(consumers)
+        monitor.close()
+    rate = tasks / (end - start)
+    print(
+        f"  {mode} {side.name}: {rate:.0f} tasks/s (start-up {start_up:.1f} s){side.check(db)}",
+        flush=True,
+    )
+    return rate
+
+
+# --- aana's worker (the real CLI, as deployed) ---
+
+
+def log_file(name: str) -> Any:
+    return (LOGS / f"{name}.log").open("a")
+
+
+def start_workers(db: DbSettings, *extra: str) -> subprocess.Popen[bytes]:
     config = {
         "datastore_type": str(db.datastore_type.value),
         "datastore_config": dict(db.datastore_config),
+        "connection_timeout": db.connection_timeout,
     }
     env = {
         **os.environ,
@@ -117,124 +338,262 @@ def start_workers(db: DbSettings, *extra: str) -> subprocess.Popen[str]:
         "DB_CONFIG": json.dumps(config),
     }
     command = [sys.executable, "-m", "aana.cli", "worker", "bench_app:app", *extra]
-    return subprocess.Popen(
-        command,
-        cwd=ROOT / "benchmarks",
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log_file("aana_worker") as log:
+        return subprocess.Popen(
+            command, cwd=ROOT / "benchmarks", env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
-def stop_workers(process: subprocess.Popen[str]) -> None:
+def stop_workers(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator stops it; a tree still alive after 60 s is killed, and said."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     process.send_signal(signal.SIGTERM)
-    process.wait(60)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        alive = [p.pid for p in tree if p.is_running()]
+        for stuck in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stuck.kill()
+        process.wait(10)
+        message = f"aana worker: processes {alive} still running 60 s after SIGTERM, killed"
+        print(f"  WARNING {message} (logs in {LOGS})", flush=True)
+        MISSED.append(message)
 
 
-def worker_runtime_rate(db: DbSettings, label: str) -> float:
-    """Tasks per second of the worker CLI, and a check that each task ran once."""
-    app = use(db)
-    workers = start_workers(
-        db,
-        "--processes",
-        str(PROCESSES),
-        "--concurrency",
-        "10",
-        "--max-active-per-user",
-        "0",
-    )
-    # Warm-up: one task per process proves every worker is up and listening.
-    app.defer_many("noop", [{} for _ in range(PROCESSES * 10)])
-    wait_until(lambda: count_status(Status.COMPLETED) == PROCESSES * 10, step=0.05)
-    time.sleep(1.0)
-    start = time.perf_counter()
-    app.defer_many("noop", [{"n": n} for n in range(TASKS)])
-    # Polled every 20 ms: polling faster would load the two CPUs the workers share.
-    end = wait_until(lambda: count_status(Status.COMPLETED) == TASKS + PROCESSES * 10, step=0.02)
-    stop_workers(workers)
+def worker_pids(process: subprocess.Popen[bytes]) -> list[int]:
+    """The worker processes of ``aana worker --processes N`` (its supervisor's children)."""
+    if process.poll() is not None:
+        raise RuntimeError(f"aana worker exited with code {process.returncode} (logs in {LOGS})")
+    children = psutil.Process(process.pid).children()
+    # Not multiprocessing's resource tracker, also a child of the supervisor.
+    return [child.pid for child in children if "spawn_main" in " ".join(child.cmdline())]
+
+
+def exactly_once(db: DbSettings) -> tuple[bool, list[int]]:
+    """Every task completed, each claimed exactly once."""
+    use(db)
     with get_session() as session:
-        counts = TaskRepository(session).count()
-        retries = {t.num_retries for t in TaskRepository(session).get_tasks(limit=TASKS + 100)}
-    exactly_once = counts["completed"] == counts["total"] and retries == {1}
-    rate = TASKS / (end - start)
-    print(
-        f"  {label} worker run: {rate:.0f} tasks/s, exactly once: {exactly_once} "
-        f"(claims per task: {sorted(retries)})",
-        flush=True,
+        repository = TaskRepository(session)
+        counts = repository.count()
+        tasks = repository.get_tasks(limit=counts["total"] + 1)
+        retries = sorted({task.num_retries for task in tasks})
+    db.get_engine().dispose()
+    return counts["completed"] == counts["total"] and retries == [1], retries
+
+
+EXACTLY_ONCE: list[bool] = []
+
+
+def check_exactly_once(db: DbSettings) -> str:
+    once, retries = exactly_once(db)
+    EXACTLY_ONCE.append(once)
+    return f", exactly once: {once} (claims per task: {retries})"
+
+
+def aana_defer(db: DbSettings, count: int) -> None:
+    use(db).defer_many("noop", [{"n": n} for n in range(count)])
+
+
+AANA = Side(
+    name="aana worker",
+    table="tasks",
+    enqueue=aana_defer,
+    start=lambda db: start_workers(
+        db,
+        *("--processes", str(PROCESSES), "--concurrency", "10", "--max-active-per-user", "0"),
+    ),
+    pids=worker_pids,
+    remaining="SELECT count(*) FROM tasks WHERE status <> 'completed'",
+    stop=stop_workers,
+    check=check_exactly_once,
+)
+
+
+# --- pgqueuer (asyncpg, pgqueuer.run), same machine, same PostgreSQL ---
+
+
+PGQUEUER_LOOP = asyncio.new_event_loop()
+
+
+def pgqueuer_connect(db: DbSettings) -> Any:
+    """An asyncpg connection of this process, on PGQUEUER_LOOP."""
+    import asyncpg
+
+    return PGQUEUER_LOOP.run_until_complete(
+        asyncpg.connect(host=PG["host"], port=PG["port"], user=PG["user"], database=pg_name(db))
     )
-    return rate
 
 
-# --- pgqueuer, same machine, same PostgreSQL ---
+def pgqueuer_enqueue(queries: Any, count: int) -> None:
+    """``count`` jobs in one statement, as aana's ``defer_many`` stores them in one call."""
+    PGQUEUER_LOOP.run_until_complete(queries.enqueue(["noop"] * count, [None] * count, [0] * count))
 
 
-def _pgqueuer_consumer(dsn: str, ready: multiprocessing.Event) -> None:  # type: ignore[valid-type]
-    from pgqueuer import PsycopgDriver, Queries, QueueManager
-    from pgqueuer.domain.types import QueueExecutionMode
+def start_pgqueuer(db: DbSettings) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "benchmarks"),
+        "PGHOST": PG["host"],
+        "PGPORT": str(PG["port"]),
+        "PGUSER": PG["user"],
+        "PGDATABASE": pg_name(db),
+    }
+    command = [sys.executable, "bench_pgqueuer_app.py"]
+    with log_file("pgqueuer") as log:
+        return [
+            subprocess.Popen(
+                command, cwd=ROOT / "benchmarks", env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            for _ in range(PROCESSES)
+        ]
 
-    async def main() -> None:
-        connection = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-        manager = QueueManager(Queries(PsycopgDriver(connection)))
 
-        @manager.entrypoint("noop")
-        async def noop(job: object) -> None:
-            return None
-
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, manager.shutdown.set)
-        ready.set()  # type: ignore[attr-defined]
-        await manager.run(batch_size=10, mode=QueueExecutionMode.continuous)
-
-    asyncio.run(main())
+def stop_pgqueuer(consumers: list[subprocess.Popen[bytes]]) -> None:
+    for consumer in consumers:
+        consumer.send_signal(signal.SIGTERM)
+    for consumer in consumers:
+        consumer.wait(60)
 
 
-def pgqueuer_rate(db: DbSettings) -> float:
-    """Jobs per second of pgqueuer's consumers, started and idle before the jobs come."""
-    from pgqueuer import PsycopgDriver, Queries
+def pgqueuer_pids(consumers: list[subprocess.Popen[bytes]]) -> list[int]:
+    exited = [c.returncode for c in consumers if c.poll() is not None]
+    if exited:
+        raise RuntimeError(f"pgqueuer consumer exited with code {exited[0]} (logs in {LOGS})")
+    return [consumer.pid for consumer in consumers]
 
-    dsn = pg_dsn(db)
 
-    async def install_and(action: str, count: int = 0) -> int:
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
-            queries = Queries(PsycopgDriver(connection))
-            if action == "install":
-                await queries.install()
-            elif action == "enqueue":
-                await queries.enqueue(["noop"] * count, [None] * count, [0] * count)
-            cursor = await connection.execute("SELECT count(*) FROM pgqueuer")
-            row = await cursor.fetchone()
-            return int(row[0]) if row else 0
+PGQUEUER = Side(
+    name="pgqueuer",
+    table="pgqueuer",
+    enqueue=lambda db, count: None,  # replaced per database in pgqueuer_run
+    start=start_pgqueuer,
+    pids=pgqueuer_pids,
+    # A job leaves the table when its success is logged; a failed job stays.
+    remaining="SELECT count(*) FROM pgqueuer",
+    stop=stop_pgqueuer,
+)
 
-    asyncio.run(install_and("install"))
+
+def pgqueuer_run(mode: str) -> float:
+    def measure(db: DbSettings) -> float:
+        # One connection for the benchmark's enqueues, opened before any clock starts.
+        from pgqueuer import AsyncpgDriver, Queries
+
+        connection = pgqueuer_connect(db)
+        queries = Queries(AsyncpgDriver(connection))
+        try:
+            PGQUEUER_LOOP.run_until_complete(queries.install())
+            side = dataclasses.replace(
+                PGQUEUER, enqueue=lambda db, count: pgqueuer_enqueue(queries, count)
+            )
+            return throughput(side, db, mode, TASKS)
+        finally:
+            PGQUEUER_LOOP.run_until_complete(connection.close())
+
+    return on_fresh_pg_database(measure)
+
+
+def bench_pgqueuer() -> None:
+    label = f"{PROCESSES} processes, {TASKS} no-op tasks"
+    for mode in ("prefilled", "idle-first"):
+        ours, theirs = alternate(
+            ROUNDS,
+            lambda mode=mode: on_fresh_pg_database(lambda db: throughput(AANA, db, mode, TASKS)),
+            lambda mode=mode: pgqueuer_run(mode),
+        )
+        compare(
+            f"PostgreSQL, {mode}, {label}",
+            ("aana worker (concurrency 10)", "pgqueuer (asyncpg, batch 10)"),
+            (ours, theirs),
+            1.5 if mode == "prefilled" else None,
+        )
+    report_exactly_once("PostgreSQL")
+
+
+def report_exactly_once(backend: str) -> None:
+    name = f"{backend}: aana worker runs where every task ran exactly once"
+    line = f"{name:<58} {sum(EXACTLY_ONCE):>5} of {len(EXACTLY_ONCE)}"
+    print(line + verdict(name, all(EXACTLY_ONCE), "all"), flush=True)
+    EXACTLY_ONCE.clear()
+
+
+# --- SQLite: aana worker vs a plain sqlite3 loop ---
+
+
+NOW_SQLITE = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+# likelihood(): without it SQLite's planner sorts every claimable task through the status
+# index instead of reading the claim-order index; aana's claim has it, so the baseline too.
+PLAIN_CLAIM_SQLITE = f"""
+UPDATE tasks SET status = 'assigned', assigned_at = {NOW_SQLITE}, updated_at = {NOW_SQLITE},
+       num_retries = num_retries + 1
+WHERE id IN (SELECT id FROM tasks WHERE likelihood(status IN ('created', 'not_finished'), 0.9)
+             ORDER BY priority DESC, created_at, id LIMIT 10)
+RETURNING id"""
+PLAIN_DONE_SQLITE = (
+    f"UPDATE tasks SET status = 'completed', completed_at = {NOW_SQLITE}, "
+    f"updated_at = {NOW_SQLITE} WHERE id = ?"
+)
+
+
+def _plain_sqlite_loop(path: str) -> None:
+    connection = sqlite3.connect(path, timeout=60, isolation_level=None)
+    connection.execute("PRAGMA synchronous=NORMAL")
+    while True:
+        connection.execute("BEGIN IMMEDIATE")
+        ids = [row[0] for row in connection.execute(PLAIN_CLAIM_SQLITE).fetchall()]
+        connection.execute("COMMIT")
+        if not ids:
+            return
+        for task_id in ids:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(PLAIN_DONE_SQLITE, (task_id,))
+            connection.execute("COMMIT")
+
+
+def start_plain_sqlite(db: DbSettings) -> list[Any]:
     context = multiprocessing.get_context("spawn")
-    readies = [context.Event() for _ in range(PROCESSES)]
-    consumers = [context.Process(target=_pgqueuer_consumer, args=(dsn, ready)) for ready in readies]
-    for consumer in consumers:
-        consumer.start()
-    for ready in readies:
-        ready.wait(60)
-    asyncio.run(install_and("enqueue", PROCESSES * 10))
-    wait_until(lambda: asyncio.run(install_and("count")) == 0, step=0.05)
-    time.sleep(1.0)
-    start = time.perf_counter()
-    asyncio.run(install_and("enqueue", TASKS))
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        end = wait_until(
-            lambda: connection.execute("SELECT count(*) FROM pgqueuer").fetchone()[0] == 0
-        )  # type: ignore[index]
-    for consumer in consumers:
-        consumer.terminate()
-    for consumer in consumers:
-        consumer.join(30)
-    rate = TASKS / (end - start)
-    print(f"  pgqueuer run: {rate:.0f} jobs/s", flush=True)
-    return rate
+    processes = [
+        context.Process(target=_plain_sqlite_loop, args=(sqlite_path(db),))
+        for _ in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    return processes
 
 
-def _pgqueuer_version() -> str:
-    import pgqueuer
+def join_all(processes: list[Any]) -> None:
+    for process in processes:
+        process.join(60)
 
-    return str(getattr(pgqueuer, "__version__", "?"))
+
+PLAIN_SQLITE = Side(
+    name="plain sqlite3 loop",
+    table="tasks",
+    enqueue=aana_defer,
+    start=start_plain_sqlite,
+    pids=lambda processes: [p.pid for p in processes if p.pid is not None],
+    remaining="SELECT count(*) FROM tasks WHERE status <> 'completed'",
+    stop=join_all,
+)
+
+
+def bench_sqlite() -> None:
+    label = f"{PROCESSES} processes, {TASKS} no-op tasks"
+    ours, theirs = alternate(
+        ROUNDS,
+        lambda: on_fresh_sqlite_database(lambda db: throughput(AANA, db, "prefilled", TASKS)),
+        lambda: on_fresh_sqlite_database(
+            lambda db: throughput(PLAIN_SQLITE, db, "prefilled", TASKS)
+        ),
+    )
+    compare(
+        f"SQLite, prefilled, {label}",
+        ("aana worker (concurrency 10)", "plain sqlite3 loop (BEGIN IMMEDIATE)"),
+        (ours, theirs),
+        1.0,
+    )
+    report_exactly_once("SQLite")
 
 
 # --- repository loop vs a plain driver loop (4 processes each) ---
@@ -277,38 +636,6 @@ def _plain_psycopg_loop(dsn: str, go: multiprocessing.Event) -> None:  # type: i
                     connection.execute(PLAIN_DONE_PG, (task_id,))
 
 
-NOW_SQLITE = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
-# likelihood(): without it SQLite's planner sorts every claimable task through the status
-# index instead of reading the claim-order index; aana's claim has it, so the baseline too.
-PLAIN_CLAIM_SQLITE = f"""
-UPDATE tasks SET status = 'assigned', assigned_at = {NOW_SQLITE}, updated_at = {NOW_SQLITE},
-       num_retries = num_retries + 1
-WHERE id IN (SELECT id FROM tasks WHERE likelihood(status IN ('created', 'not_finished'), 0.9)
-             ORDER BY priority DESC, created_at, id LIMIT 10)
-RETURNING id"""
-PLAIN_DONE_SQLITE = (
-    f"UPDATE tasks SET status = 'completed', completed_at = {NOW_SQLITE}, "
-    f"updated_at = {NOW_SQLITE} WHERE id = ?"
-)
-
-
-def _plain_sqlite_loop(path: str, go: multiprocessing.Event) -> None:  # type: ignore[valid-type]
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    go.wait()  # type: ignore[attr-defined]
-    while True:
-        connection.execute("BEGIN IMMEDIATE")
-        ids = [row[0] for row in connection.execute(PLAIN_CLAIM_SQLITE).fetchall()]
-        connection.execute("COMMIT")
-        if not ids:
-            return
-        for task_id in ids:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute(PLAIN_DONE_SQLITE, (task_id,))
-            connection.execute("COMMIT")
-
-
 def run_loops(target, argument: str) -> float:  # type: ignore[no-untyped-def]
     context = multiprocessing.get_context("spawn")
     go = context.Event()
@@ -323,37 +650,35 @@ def run_loops(target, argument: str) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
-def loop_rate_pg(target, argument) -> float:  # type: ignore[no-untyped-def]
+def loop_rate_pg(name: str, target, argument) -> float:  # type: ignore[no-untyped-def]
     """Tasks per second of a claim loop on a fresh database of TASKS tasks."""
-    db = new_pg_database()
-    try:
-        use(db).defer_many("noop", [{"n": n} for n in range(TASKS)])
+
+    def measure(db: DbSettings) -> float:
+        aana_defer(db, TASKS)
         rate = TASKS / run_loops(target, argument(db))
-        assert count_status(Status.COMPLETED) == TASKS
-    finally:
-        drop_pg_database(db)
-    return rate
+        with plain_connection(db) as connection:
+            assert scalar(connection, AANA.remaining) == 0
+        print(f"  {name}: {rate:.0f} tasks/s", flush=True)
+        return rate
+
+    return on_fresh_pg_database(measure)
 
 
-def bench_loops_pg() -> None:
-    repository_rates, plain_rates = [], []
-    for _ in range(ROUNDS):
-        repository_rates.append(loop_rate_pg(_repository_loop, DbSettings.model_dump_json))
-        plain_rates.append(loop_rate_pg(_plain_psycopg_loop, pg_dsn))
-        print(
-            f"  loop run: repository {repository_rates[-1]:.0f} tasks/s, "
-            f"plain {plain_rates[-1]:.0f} tasks/s",
-            flush=True,
-        )
-    repository_rate, plain_rate = max(repository_rates), max(plain_rates)
-    report(f"PostgreSQL: plain psycopg claim loop (SKIP LOCKED), {ROUNDS_NOTE}", plain_rate)
-    report(
-        f"PostgreSQL: repository loop (fetch 10 + update_status), {ROUNDS_NOTE}", repository_rate
+def bench_loops() -> None:
+    ours, theirs = alternate(
+        ROUNDS,
+        lambda: loop_rate_pg("repository loop", _repository_loop, DbSettings.model_dump_json),
+        lambda: loop_rate_pg("plain psycopg loop", _plain_psycopg_loop, pg_dsn),
     )
-    report("  ratio repository / plain", repository_rate / plain_rate, "x")
+    compare(
+        f"PostgreSQL, claim loops, {PROCESSES} processes, {TASKS} prefilled tasks",
+        ("repository (fetch 10 + update_status)", "plain psycopg (SKIP LOCKED)"),
+        (ours, theirs),
+        0.6,
+    )
 
 
-# --- defer throughput and idle-worker latency ---
+# --- defer throughput ---
 
 
 def bench_defer(db: DbSettings) -> None:
@@ -362,108 +687,132 @@ def bench_defer(db: DbSettings) -> None:
     start = time.perf_counter()
     for n in range(count):
         app.defer("noop", {"n": n})
-    report("PostgreSQL: single defer", count / (time.perf_counter() - start))
+    rate = count / (time.perf_counter() - start)
+    report(f"PostgreSQL: single defer ({count} calls)", rate, "tasks/s", ">= 2000/s", rate >= 2000)
     batch = [{"n": n} for n in range(50_000)]
     start = time.perf_counter()
     for offset in range(0, len(batch), 5000):
         app.defer_many("noop", batch[offset : offset + 5000])
+    rate = len(batch) / (time.perf_counter() - start)
     report(
-        "PostgreSQL: batch defer (defer_many, 5,000 per call)",
-        len(batch) / (time.perf_counter() - start),
+        "PostgreSQL: defer_many (5,000 per call, 10 calls)",
+        rate,
+        "tasks/s",
+        ">= 50000/s",
+        rate >= 50_000,
     )
+
+
+# --- idle-worker latency, through `aana worker` ---
 
 
 def bench_latency(db: DbSettings, per_user_limit: bool) -> None:
+    """Defer -> handler start of one idle worker process, over 100 tasks."""
     app = use(db)
     limit = [] if per_user_limit else ["--max-active-per-user", "0"]
     worker = start_workers(db, "--processes", "1", "--concurrency", "1", *limit)
-    ids = app.defer_many("stamp", [{} for _ in range(3)])
-    wait_until(lambda: all(app.get_task(i).status == Status.COMPLETED for i in ids), step=0.05)
+    monitor = plain_connection(db)
+    status = "SELECT count(*) FROM tasks WHERE status <> 'completed'"
     latencies = []
-    for _ in range(100):
-        time.sleep(0.02)  # the worker is idle, waiting on LISTEN
-        before = time.time()
-        task_id = app.defer("stamp", {})
-        wait_until(
-            lambda task_id=task_id: app.get_task(task_id).status == Status.COMPLETED, step=0.002
-        )
-        latencies.append((app.get_task(task_id).result - before) * 1000)
-    stop_workers(worker)
-    label = "per-user limit 25" if per_user_limit else "no per-user limit"
-    report(
-        f"PostgreSQL: idle worker ({label}), defer -> handler start, median",
-        statistics.median(latencies),
-        "ms",
-    )
-    report(
-        f"PostgreSQL: idle worker ({label}), defer -> handler start, p95",
-        sorted(latencies)[94],
-        "ms",
-    )
-
-
-# --- SQLite ---
-
-
-def plain_sqlite_rate(folder: Path) -> float:
-    """Tasks per second of the plain sqlite3 claim loop on a fresh database."""
-    db = new_sqlite_database(folder)
-    use(db).defer_many("noop", [{"n": n} for n in range(TASKS)])
-    path = str(db.datastore_config["path"])  # type: ignore[typeddict-item]
-    rate = TASKS / run_loops(_plain_sqlite_loop, path)
-    assert count_status(Status.COMPLETED) == TASKS
-    db.get_engine().dispose()
-    return rate
-
-
-def bench_sqlite(folder: Path) -> None:
-    worker_rates, plain_rates = [], []
-    for _ in range(ROUNDS):
-        db = new_sqlite_database(folder)
-        worker_rates.append(worker_runtime_rate(db, "SQLite"))
-        db.get_engine().dispose()
-        plain_rates.append(plain_sqlite_rate(folder))
-        print(f"  plain sqlite3 run: {plain_rates[-1]:.0f} tasks/s", flush=True)
-    worker_rate, plain_rate = max(worker_rates), max(plain_rates)
-    report(f"SQLite: worker runtime, {ROUNDS_NOTE}, {TASKS} no-op tasks", worker_rate)
-    report(f"SQLite: plain sqlite3 claim loop (BEGIN IMMEDIATE), {ROUNDS_NOTE}", plain_rate)
-    report("  ratio worker runtime / plain", worker_rate / plain_rate, "x")
-
-
-def on_fresh_pg_database(measure):  # type: ignore[no-untyped-def]
-    db = new_pg_database()
     try:
-        return measure(db)
+        app.defer_many("stamp", [{} for _ in range(3)])
+        wait_until(lambda: scalar(monitor, status) == 0, timeout=120, what="latency warm-up")
+        for _ in range(100):
+            time.sleep(0.05)  # the worker is idle, waiting for a wake-up
+            before = time.time()
+            task_id = app.defer("stamp", {})
+            wait_until(lambda: scalar(monitor, status) == 0, timeout=30, step=0.002)
+            latencies.append((app.get_task(task_id).result - before) * 1000)
     finally:
-        drop_pg_database(db)
+        stop_workers(worker)
+        monitor.close()
+    backend, target = ("PostgreSQL", 3.0) if is_pg(db) else ("SQLite", 5.0)
+    label = "per-user limit 25" if per_user_limit else "no per-user limit"
+    median = statistics.median(latencies)
+    name = f"{backend}: idle worker ({label}), defer -> handler start"
+    report(f"{name}, median", median, "ms", f"<= {target:.0f} ms", median <= target)
+    report(f"{name}, p95", statistics.quantiles(latencies, n=20)[18], "ms")
 
 
-def bench_worker_vs_pgqueuer(with_pgqueuer: bool) -> None:
-    worker_rates, pgqueuer_rates = [], []
-    for _ in range(ROUNDS):
-        worker_rates.append(on_fresh_pg_database(lambda db: worker_runtime_rate(db, "PostgreSQL")))
-        if with_pgqueuer:
-            pgqueuer_rates.append(on_fresh_pg_database(pgqueuer_rate))
-    label = f"{ROUNDS_NOTE}, {TASKS} no-op tasks"
-    report(f"PostgreSQL: worker runtime, {label}", max(worker_rates))
-    if with_pgqueuer:
-        report(f"pgqueuer {_pgqueuer_version()}: {label}", max(pgqueuer_rates))
-        report("  ratio worker runtime / pgqueuer", max(worker_rates) / max(pgqueuer_rates), "x")
+# --- idle memory ---
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--skip-pgqueuer", action="store_true")
+def bench_memory(db: DbSettings) -> None:
+    """Memory of an idle ``aana worker --processes 4``: the whole process tree.
+
+    The tree is the supervisor, its workers and multiprocessing's resource tracker. The
+    sum of RSS (the target) counts shared pages once per process; the sum of USS counts
+    only the pages each process has to itself.
+    """
+    app = use(db)
+    worker = start_workers(db, "--processes", str(PROCESSES))
+    monitor = plain_connection(db)
+    try:
+        app.defer_many("noop", [{} for _ in range(WARM_UP)])
+        wait_until(lambda: scalar(monitor, AANA.remaining) == 0, timeout=120, what="warm-up")
+        wait_until(lambda: len(worker_pids(worker)) == PROCESSES, what="worker processes")
+        time.sleep(2.0)
+        tree = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
+        rss = sum(p.memory_info().rss for p in tree) / 2**20
+        uss = sum(p.memory_full_info().uss for p in tree) / 2**20
+    finally:
+        stop_workers(worker)
+        monitor.close()
+    name = f"PostgreSQL: idle aana worker --processes {PROCESSES} ({len(tree)} processes)"
+    report(f"{name}, RSS", rss, "MB", "<= 250 MB", rss <= 250)
+    report(f"{name}, USS", uss, "MB")
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    shown = []
+    for package in ("pgqueuer", "asyncpg", "psycopg", "SQLAlchemy"):
+        try:
+            shown.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            shown.append(f"{package} (not installed)")
+    return ", ".join(shown)
+
+
+def main() -> int:
+    global TASKS, ROUNDS, LOGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=TASKS, help="tasks per throughput run")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="runs of each side")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma list of: {','.join(SECTIONS)}"
+    )
     arguments = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs; {PROCESSES} processes; {TASKS} tasks", flush=True)
-    bench_worker_vs_pgqueuer(not arguments.skip_pgqueuer)
-    bench_loops_pg()
-    on_fresh_pg_database(bench_defer)
-    for per_user_limit in (False, True):
-        on_fresh_pg_database(lambda db, limit=per_user_limit: bench_latency(db, limit))
-    with tempfile.TemporaryDirectory() as folder:
-        bench_sqlite(Path(folder))
+    sections = [s.strip() for s in arguments.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    TASKS, ROUNDS = arguments.tasks, arguments.rounds
+    LOGS = Path(tempfile.mkdtemp(prefix="bench_queue_"))
+    print(f"{os.cpu_count()} CPUs; {versions()}", flush=True)
+    print(
+        f"{PROCESSES} processes; {TASKS} tasks; {ROUNDS} rounds; consumer logs in {LOGS}",
+        flush=True,
+    )
+    if "pgqueuer" in sections:
+        bench_pgqueuer()
+    if "sqlite" in sections:
+        bench_sqlite()
+    if "loops" in sections:
+        bench_loops()
+    if "defer" in sections:
+        on_fresh_pg_database(bench_defer)
+    if "latency" in sections:
+        for fresh in (on_fresh_pg_database, on_fresh_sqlite_database):
+            for per_user_limit in (False, True):
+                fresh(lambda db, limit=per_user_limit: bench_latency(db, limit))
+    if "memory" in sections:
+        on_fresh_pg_database(bench_memory)
+    if MISSED:
+        print(f"MISSED: {len(MISSED)}: {'; '.join(MISSED)}", flush=True)
+    return 1 if MISSED else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
