@@ -30,7 +30,7 @@ def test_from_path__returns_the_application():
         (":app", AppPathError, "is not of the form module:attribute"),
         ("no_such_module_here:app", AppModuleNotFoundError, "cannot import module"),
         ("tests.tasks.queue_app:missing", AppAttributeNotFoundError, "no such attribute"),
-        ("tests.tasks.queue_app:record", NotAnAppError, "is a function"),
+        ("tests.tasks.queue_app:record", NotAnAppError, "is a TaskHandle"),
     ],
 )
 def test_from_path__bad_paths_raise_typed_errors(app_path, error, expected):

@@ -19,6 +19,10 @@ class TaskQueueSettings(BaseModel):
         heartbeat_timeout: Seconds without a heartbeat before a task is considered lost.
         max_retries: Attempts before a task that keeps failing is left FAILED.
         maximum_active_tasks_per_user: Running or assigned tasks one user may have at once.
+        retry_base_delay: Seconds a task waits after its first retryable failure; the
+            wait doubles with every attempt (``RetryPolicy.base``).
+        retry_max_delay: Longest wait between two attempts, in seconds (``RetryPolicy.cap``).
+        retry_jitter: Fraction of the wait drawn at random, 0 to 1 (``RetryPolicy.jitter``).
 
     """
 
@@ -28,6 +32,9 @@ class TaskQueueSettings(BaseModel):
     heartbeat_timeout: int = Field(default=60, ge=1)
     max_retries: int = Field(default=3, ge=0)
     maximum_active_tasks_per_user: int = Field(default=25, ge=1)
+    retry_base_delay: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    retry_max_delay: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    retry_jitter: float = Field(default=0.5, ge=0, le=1)
 
 
 class Settings(BaseSettings):

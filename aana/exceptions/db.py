@@ -84,3 +84,21 @@ class InvalidTypeException(InvalidInputException, TypeError):
 
 class InvalidJsonException(InvalidTypeException, ValueError):
     """A value cannot be stored as JSON: both a ``TypeError`` and a ``ValueError``."""
+
+
+class TaskAlreadyFinishedException(BaseException, ValueError):
+    """The task ended (completed, failed or cancelled) and cannot be cancelled (*ours*)."""
+
+    http_status_code = 409
+
+    def __init__(self, table_name: str, id: Any, status: str) -> None:
+        super().__init__(
+            f"Task {id} is already {status}: only a task that is not finished can be "
+            "cancelled. Nothing was changed.",
+            table_name=table_name,
+            id=id,
+            status=status,
+        )
+        self.table_name = table_name
+        self.id = id
+        self.status = status

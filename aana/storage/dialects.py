@@ -21,12 +21,15 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    Insert,
     Table,
     event,
     func,
     literal,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -77,6 +80,83 @@ def _utcnow_sqlite(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
         return f"strftime('{_SQLITE_NOW_FORMAT}', 'now')"
     shift = compiler.process(element.clauses, **kw)
     return f"strftime('{_SQLITE_NOW_FORMAT}', 'now', ({shift}) || ' seconds')"
+
+
+class statement_now(FunctionElement[Any]):
+    """The database clock (UTC) as the statement began: fixed while the statement runs.
+
+    The claim compares tasks' due times with it. On PostgreSQL it is
+    ``statement_timestamp()``, which, unlike ``clock_timestamp()``, the planner may
+    compare inside an index scan: tasks not yet due are skipped on their index entry,
+    never fetched. SQLite's ``'now'`` is already fixed within a statement.
+    """
+
+    type = UtcDateTime()
+    inherit_cache = True
+    name = "statement_now"
+
+
+@compiles(statement_now, "postgresql")
+def _statement_now_postgresql(element: statement_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "statement_timestamp()"
+
+
+@compiles(statement_now, "sqlite")
+def _statement_now_sqlite(element: statement_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"strftime('{_SQLITE_NOW_FORMAT}', 'now')"
+
+
+class smallest(FunctionElement[Any]):
+    """The smallest of its arguments: ``least`` on PostgreSQL, ``min`` on SQLite."""
+
+    inherit_cache = True
+    name = "smallest"
+
+
+@compiles(smallest, "postgresql")
+def _smallest_postgresql(element: smallest, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"least({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(smallest, "sqlite")
+def _smallest_sqlite(element: smallest, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"min({compiler.process(element.clauses, **kw)})"
+
+
+class random_fraction(FunctionElement[Any]):
+    """A random number in [0, 1), drawn by the database for each row."""
+
+    inherit_cache = True
+    name = "random_fraction"
+
+
+@compiles(random_fraction, "postgresql")
+def _random_fraction_postgresql(element: random_fraction, compiler: SQLCompiler, **kw: Any) -> str:
+    return "random()"
+
+
+@compiles(random_fraction, "sqlite")
+def _random_fraction_sqlite(element: random_fraction, compiler: SQLCompiler, **kw: Any) -> str:
+    # random() is a signed 64-bit integer there.
+    return "((abs(random()) % 1000000) / 1000000.0)"
+
+
+def insert_unless_conflicting(
+    dialect: Dialect, table: Any, index_elements: Sequence[Any], index_where: Any
+) -> Insert:
+    """``INSERT ... ON CONFLICT (...) WHERE ... DO NOTHING`` for a partial unique index.
+
+    Both backends spell it the same way in SQL, but SQLAlchemy builds it with each
+    dialect's own ``insert``. A row that conflicts is not inserted and no error is
+    raised; PostgreSQL first waits for a concurrent insert of the same key to commit.
+    """
+    if dialect.name == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing(
+            index_elements=index_elements, index_where=index_where
+        )
+    return sqlite_insert(table).on_conflict_do_nothing(
+        index_elements=index_elements, index_where=index_where
+    )
 
 
 class likely(FunctionElement[Any]):

@@ -9,15 +9,18 @@ WHERE clause, so a row that changed under a concurrent writer is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Delete,
+    Dialect,
+    Float,
     Insert,
     Integer,
     Select,
@@ -26,25 +29,39 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     delete,
     func,
     insert,
+    literal,
     null,
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
-from aana.storage.dialects import json_text, likely, utcnow
-from aana.storage.models.task import CLAIMABLE_SQL, Status, TaskEntity
+from aana.storage.dialects import (
+    insert_unless_conflicting,
+    json_text,
+    likely,
+    random_fraction,
+    smallest,
+    statement_now,
+    utcnow,
+)
+from aana.storage.models.task import CLAIMABLE_SQL, UNFINISHED_SQL, Status, TaskEntity
 from aana.storage.types import CheckedFloat, JsonType, UtcDateTime
 
 Task = TaskEntity
 CLAIMABLE = (Status.CREATED, Status.NOT_FINISHED)
 ACTIVE = (Status.ASSIGNED, Status.RUNNING)
-FINISHED = (Status.COMPLETED, Status.FAILED)
+FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+UNFINISHED = (*CLAIMABLE, *ACTIVE)
+CLAIM_ORDER = (Task.priority.desc(), Task.scheduled_at, Task.id)
+"""Highest priority first, then the task due first: the order of ``ix_tasks_claimable``."""
 
 
 def _type_of(attribute: InstrumentedAttribute[Any]) -> Any:
@@ -71,19 +88,26 @@ def one_of(
     return or_(*(column == value for value in values))
 
 
+def due() -> ColumnElement[bool]:
+    """Tasks whose time has come by the database clock."""
+    return Task.scheduled_at <= statement_now()
+
+
 def claimable(retryable_exceptions: tuple[str, ...]) -> ColumnElement[bool]:
-    """New or handed-back tasks, and failed ones worth another attempt.
+    """New or handed-back tasks, and failed ones worth another attempt, once due.
 
     Parameters: ``max_retries`` (when there are retryable exceptions).
     """
-    # The very condition of the claim-order index, so the planner reads that index.
-    condition: ColumnElement[bool] = likely(text(CLAIMABLE_SQL))
+    # The very condition of the claim-order index, so the planner reads that index; the
+    # due test reads a column of that index, so tasks not yet due are never fetched.
+    condition: ColumnElement[bool] = and_(likely(text(CLAIMABLE_SQL)), due())
     if not retryable_exceptions:
         return condition
     retryable = and_(
         Task.status == Status.FAILED,
         Task.num_retries < bindparam("max_retries", type_=Integer()),
         one_of(Task.result["error"].as_string(), retryable_exceptions),
+        due(),
     )
     return or_(condition, retryable)
 
@@ -105,7 +129,7 @@ def claim_candidates(
     once (at most ``limit``); SQLite, with one writer at a time, is exact.
     """
     condition = claimable(retryable_exceptions)
-    order = (Task.priority.desc(), Task.created_at, Task.id)
+    order = CLAIM_ORDER
     limit = bindparam("limit", type_=Integer()) if limited else None
     if not per_user:
         query = select(Task.id).where(condition).order_by(*order).limit(limit)
@@ -122,7 +146,7 @@ def claim_candidates(
     # Only the head of the queue is ranked (it reads the claim-order index): users at
     # their limit are skipped, and a user with room gets at most that much of the head.
     head = (
-        select(Task.id, Task.user_id, Task.priority, Task.created_at)
+        select(Task.id, Task.user_id, Task.priority, Task.scheduled_at)
         .where(condition, or_(Task.user_id.is_(None), Task.user_id.not_in(full)))
         .order_by(*order)
         .limit(None if limit is None else limit * 4)
@@ -133,7 +157,7 @@ def claim_candidates(
         func.row_number()
         .over(
             partition_by=head.c.user_id,
-            order_by=(head.c.priority.desc(), head.c.created_at, head.c.id),
+            order_by=(head.c.priority.desc(), head.c.scheduled_at, head.c.id),
         )
         .label("rank"),
     ).subquery("ranked")
@@ -190,10 +214,17 @@ def claim(request: ClaimRequest, job: bool = False) -> Update:
 
 @cache
 def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool) -> Update:
-    candidates = claim_candidates(retryable, per_user, limited)
+    # Materialised: as a plain subquery PostgreSQL may run it again for every row it
+    # updates (a nested-loop semi-join), each run locking rows past the first ones, so
+    # more tasks than ``limit`` would be claimed.
+    candidates = (
+        claim_candidates(retryable, per_user, limited)
+        .cte("candidates")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     statement = (
         update(Task)
-        .where(Task.id.in_(candidates), claimable(retryable))
+        .where(Task.id.in_(select(candidates.c.id)), claimable(retryable))
         .values(
             status=Status.RUNNING if job else Status.ASSIGNED,
             assigned_at=utcnow(),
@@ -204,19 +235,54 @@ def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool)
     return statement.returning(*JOB_COLUMNS) if job else statement.returning(Task)
 
 
+def _new_task_values() -> dict[str, Any]:
+    # A task is due at ``at`` if given, else ``delay`` seconds from now by the database
+    # clock (0: at once).
+    at = bindparam("at", type_=UtcDateTime())
+    delay = cast(bindparam("delay", type_=Float()), Float())
+    return {
+        "id": bindparam("id", type_=Task.__table__.c.id.type),
+        "endpoint": bindparam("endpoint", type_=_type_of(Task.endpoint)),
+        "data": json_text(bindparam("data", type_=String())),
+        "priority": bindparam("priority", type_=_type_of(Task.priority)),
+        "user_id": bindparam("user", type_=_type_of(Task.user_id)),
+        "scheduled_at": func.coalesce(at, utcnow(delay)),
+    }
+
+
 @cache
 def new_task() -> Insert:
     """Store one task; the other columns take the entity's defaults (CREATED, ...).
 
-    Parameters: ``id``, ``endpoint``, ``data`` (its JSON text), ``priority``, ``user``.
+    Parameters: ``id``, ``endpoint``, ``data`` (its JSON text), ``priority``, ``user``,
+    ``at`` (an aware datetime, or None) and ``delay`` (seconds; used when ``at`` is None).
     """
-    return insert(Task).values(
-        id=bindparam("id", type_=Task.__table__.c.id.type),
-        endpoint=bindparam("endpoint", type_=_type_of(Task.endpoint)),
-        data=json_text(bindparam("data", type_=String())),
-        priority=bindparam("priority", type_=_type_of(Task.priority)),
-        user_id=bindparam("user", type_=_type_of(Task.user_id)),
+    return insert(Task).values(_new_task_values())
+
+
+UNFINISHED_WITH_KEY = text(f"dedupe_key IS NOT NULL AND {UNFINISHED_SQL}")
+"""The condition of the de-duplication index ``ix_tasks_dedupe_key``."""
+
+
+@cache
+def new_task_once(dialect: Dialect) -> Insert:
+    """Store one task unless an unfinished task has its ``dedupe_key``; returns its id.
+
+    Parameters: those of ``new_task`` and ``dedupe_key``. No row is returned when a task
+    with that key is unfinished (see ``task_with_key``).
+    """
+    values = {**_new_task_values(), "dedupe_key": bindparam("dedupe_key", type_=String())}
+    statement = insert_unless_conflicting(
+        dialect, Task.__table__, [Task.__table__.c.dedupe_key], UNFINISHED_WITH_KEY
     )
+    return statement.values(values).returning(Task.id)
+
+
+@cache
+def task_with_key() -> Select[UUID]:
+    """The unfinished task with the ``dedupe_key`` given (at most one)."""
+    key = bindparam("dedupe_key", type_=String())
+    return select(Task.id).where(Task.dedupe_key == key, text(UNFINISHED_SQL))
 
 
 def set_status(
@@ -264,7 +330,7 @@ def _set_status(status: Status, with_progress: bool, with_result: bool) -> Updat
 
 
 def retry(task_id: UUID) -> Update:
-    """Send a task back to the queue as new, unless it is being worked on meanwhile."""
+    """Send a task back to the queue as new, due now, unless it is being worked on."""
     return (
         update(Task)
         .where(Task.id == task_id, Task.status.not_in(ACTIVE))
@@ -275,10 +341,77 @@ def retry(task_id: UUID) -> Update:
             assigned_at=None,
             completed_at=None,
             num_retries=0,
+            cancel_requested=False,
+            scheduled_at=utcnow(),
             updated_at=utcnow(),
         )
         .returning(Task)
     )
+
+
+def cancel(task_id: UUID) -> Update:
+    """Cancel a task that is not finished; returns it, or nothing if it is finished.
+
+    A task waiting in the queue becomes CANCELLED at once (it is never claimed); one
+    assigned or running gets ``cancel_requested``, and its worker stores CANCELLED
+    when its handler ends.
+    """
+    waiting = one_of(Task.status, CLAIMABLE)
+    return (
+        update(Task)
+        .where(Task.id == task_id, one_of(Task.status, UNFINISHED))
+        .values(
+            status=case((waiting, Status.CANCELLED.value), else_=Task.status),
+            completed_at=case((waiting, utcnow()), else_=Task.completed_at),
+            cancel_requested=True,
+            updated_at=utcnow(),
+        )
+        .returning(Task)
+    )
+
+
+class Backoff(Protocol):
+    """An exponential back-off: ``aana.tasks.options.RetryPolicy`` is one."""
+
+    @property
+    def base(self) -> float: ...  # noqa: D102
+    @property
+    def cap(self) -> float: ...  # noqa: D102
+    @property
+    def jitter(self) -> float: ...  # noqa: D102
+
+
+def backoff_by_endpoint(default: Backoff, overrides: Mapping[str, Backoff]) -> ColumnElement[Any]:
+    """Seconds a lost task waits before its next attempt, by its endpoint's policy."""
+
+    def policy_value(name: str) -> ColumnElement[Any]:
+        fallback = literal(float(getattr(default, name)))
+        if not overrides:
+            return fallback
+        whens = [
+            (Task.endpoint == endpoint, literal(float(getattr(policy, name))))
+            for endpoint, policy in overrides.items()
+        ]
+        return case(*whens, else_=fallback)
+
+    return backoff_seconds(
+        Task.num_retries, policy_value("base"), policy_value("cap"), policy_value("jitter")
+    )
+
+
+def backoff_seconds(
+    attempt: ColumnElement[Any] | InstrumentedAttribute[Any], base: Any, cap: Any, jitter: Any
+) -> ColumnElement[Any]:
+    """``min(cap, base * 2 ** (attempt - 1))``, less up to ``jitter`` of it, in SQL.
+
+    ``jitter`` is a fraction (0 to 1): the delay is drawn by the database between
+    ``(1 - jitter)`` and 1 times the exponential one, so retries of many tasks that
+    failed together spread out.
+    """
+    capped: ColumnElement[Any] = smallest(func.coalesce(attempt, 1) - 1, literal(30))
+    doubling = literal(1).op("<<")(case((capped < 0, 0), else_=capped))
+    delay = smallest(cast(cap, Float()), cast(base, Float()) * doubling)
+    return delay * (1.0 - cast(jitter, Float()) * random_fraction())
 
 
 def heartbeat(task_ids: Sequence[UUID]) -> Update:
@@ -294,14 +427,18 @@ def heartbeat(task_ids: Sequence[UUID]) -> Update:
     )
 
 
-def expire(execution_timeout: float, heartbeat_timeout: float) -> tuple[Update, dict[str, Any]]:
+def expire(
+    execution_timeout: float, heartbeat_timeout: float, backoff: ColumnElement[Any] | None = None
+) -> tuple[Update, dict[str, Any]]:
     """Hand back, or fail, active tasks whose attempt ran too long or went silent.
 
     One statement: a task with retries left (``num_retries < max_retries``, a parameter)
     goes back to the queue as NOT_FINISHED; the others are FAILED with a
     ``TimeoutError`` (ran longer than ``execution_timeout``) or ``HeartbeatTimeoutError``
     result. Rows locked by a transaction in progress (a result being stored) are
-    skipped. Returns the tasks changed.
+    skipped. A task handed back is due after ``backoff`` seconds (an expression of the
+    task's columns, see ``backoff_seconds``; None: at once). A task whose cancellation
+    was requested ends CANCELLED. Returns the tasks changed.
 
     Returns:
         The statement and its parameters other than ``max_retries``.
@@ -319,11 +456,21 @@ def expire(execution_timeout: float, heartbeat_timeout: float) -> tuple[Update, 
             "message": f"No heartbeat for {heartbeat_timeout} seconds.",
         },
     }
-    return _expire(), params
+    if backoff is None:
+        return _expire(), params
+    return _expire(backoff), params
+
+
+def _expire(backoff: ColumnElement[Any] | None = None) -> Update:
+    return _expire_cached() if backoff is None else _expire_statement(backoff)
 
 
 @cache
-def _expire() -> Update:
+def _expire_cached() -> Update:
+    return _expire_statement(literal(0.0))
+
+
+def _expire_statement(backoff: ColumnElement[Any]) -> Update:
     too_long = Task.assigned_at < utcnow(bindparam("execution_timeout", type_=CheckedFloat()))
     silent = Task.updated_at < utcnow(bindparam("heartbeat_timeout", type_=CheckedFloat()))
     lost = (
@@ -336,13 +483,19 @@ def _expire() -> Update:
         (too_long, bindparam("timeout_result", type_=JsonType)),
         else_=bindparam("silent_result", type_=JsonType),
     )
+    cancelled = Task.cancel_requested == true()
     return (
         update(Task)
         .where(Task.id.in_(lost), Task.status.in_(ACTIVE))
         .values(
-            status=case((retry, Status.NOT_FINISHED.value), else_=Status.FAILED.value),
-            result=case((retry, Task.result), else_=failure),
-            completed_at=case((retry, null()), else_=utcnow()),
+            status=case(
+                (cancelled, Status.CANCELLED.value),
+                (retry, Status.NOT_FINISHED.value),
+                else_=Status.FAILED.value,
+            ),
+            result=case((cancelled, Task.result), (retry, Task.result), else_=failure),
+            completed_at=case((and_(retry, ~cancelled), null()), else_=utcnow()),
+            scheduled_at=case((retry, utcnow(backoff)), else_=Task.scheduled_at),
             updated_at=utcnow(),
         )
         .returning(Task)
@@ -394,14 +547,21 @@ def start_many() -> Update:
 def finish_many() -> Update:
     """Store a running attempt's outcome if it still holds its task (run over many rows).
 
-    Parameters besides the fence: ``new_status`` (COMPLETED or FAILED), ``new_result``
-    and ``new_progress`` (None keeps the progress).
+    Parameters besides the fence: ``new_status`` (COMPLETED or FAILED), ``new_result``,
+    ``new_progress`` (None keeps the progress) and ``retry_delay`` (seconds from now
+    until the task is due again if it is retried; None keeps its due time). A task whose
+    cancellation was requested ends CANCELLED, whatever its handler returned.
     """
+    delay = cast(bindparam("retry_delay", type_=Float()), Float())
     return (
         update(Task)
         .where(held(Status.RUNNING))
         .values(
-            status=bindparam("new_status", type_=Task.__table__.c.status.type),
+            status=case(
+                (Task.cancel_requested == true(), Status.CANCELLED.value),
+                else_=cast(bindparam("new_status", type_=Task.__table__.c.status.type), String()),
+            ),
+            scheduled_at=func.coalesce(utcnow(delay), Task.scheduled_at),
             result=bindparam("new_result", type_=JsonType),
             progress=func.coalesce(
                 bindparam("new_progress", type_=_type_of(Task.progress)), Task.progress
@@ -413,8 +573,16 @@ def finish_many() -> Update:
 
 @cache
 def release_many() -> Update:
-    """Hand an unfinished attempt back as NOT_FINISHED (run over many rows)."""
-    return update(Task).where(held(*ACTIVE)).values(status=Status.NOT_FINISHED)
+    """Hand an unfinished attempt back as NOT_FINISHED, or CANCELLED if it was (many rows)."""
+    cancelled = Task.cancel_requested == true()
+    return (
+        update(Task)
+        .where(held(*ACTIVE))
+        .values(
+            status=case((cancelled, Status.CANCELLED.value), else_=Status.NOT_FINISHED.value),
+            completed_at=case((cancelled, utcnow()), else_=Task.completed_at),
+        )
+    )
 
 
 @cache
@@ -431,14 +599,23 @@ def attempt_state() -> Select[UUID, Status]:
 
 @cache
 def report_progress() -> Update:
-    """Record a running attempt's ``progress`` (which is also a heartbeat)."""
+    """Record a running attempt's ``progress`` (also a heartbeat).
+
+    Returns whether the task's cancellation was requested (no row: the attempt lost it).
+    """
     progress = bindparam("progress", type_=_type_of(Task.progress))
     return (
         update(Task)
         .where(held(Status.RUNNING))
         .values(progress=progress, updated_at=utcnow())
-        .returning(Task.id)
+        .returning(Task.cancel_requested)
     )
+
+
+@cache
+def cancel_requested() -> Select[bool]:
+    """Whether a running attempt's task was cancelled (no row: the attempt lost it)."""
+    return select(cast(Task.cancel_requested, Boolean())).where(held(Status.RUNNING))
 
 
 def purge(older_than: float, statuses: Sequence[Status] = FINISHED) -> Delete:

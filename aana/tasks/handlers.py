@@ -29,18 +29,28 @@ class TaskContext:
     attempt: int
     user_id: str | None
     _report: Callable[[float], bool] = field(repr=False)
+    _abort: Callable[[], bool] = field(repr=False, default=lambda: False)
 
     def report_progress(self, progress: float) -> bool:
         """Store the task's progress, a fraction from 0 to 1 (also a heartbeat).
 
         Returns:
             False if this attempt no longer holds the task (it was handed back or
-            claimed again): the handler may stop, its result will not be stored.
+            claimed again), or the task was cancelled: the handler should stop; its
+            result will not be stored (a cancelled task ends CANCELLED).
 
         """
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress must be between 0 and 1, got {progress!r}")
         return self._report(float(progress))
+
+    def should_abort(self) -> bool:
+        """Whether the handler should stop now.
+
+        True once the task was cancelled (``cancel_task``) or this attempt no longer
+        holds it. Each call is one short query: call it between steps of the work.
+        """
+        return self._abort()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ autocommit: one round trip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,7 @@ from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.queue_sql import FINISHED, Attempt, ClaimRequest
 from aana.storage.repository.task import TaskRepository, check_json
+from aana.tasks.options import AT_ONCE, Schedule
 
 __all__ = ["Attempt", "ClaimRequest", "Job", "QueueManager", "check_json"]
 
@@ -74,11 +75,22 @@ class QueueManager:
         data_items: Sequence[Any],
         priority: int = 0,
         user_id: str | None = None,
+        when: Schedule = AT_ONCE,
+        dedupe_key: str | None = None,
     ) -> list[uuid.UUID]:
         """Store tasks as CREATED in one statement; idle workers are woken.
 
         On PostgreSQL every insert into the tasks table notifies the workers (a trigger
         of the migrations), so the notification costs no round trip here.
+
+        Args:
+            endpoint: The endpoint that runs the tasks.
+            data_items: One task's data per item.
+            priority: Higher runs first.
+            user_id: Who deferred the tasks.
+            when: When the tasks are due (checked by ``aana.tasks.options.schedule``).
+            dedupe_key: For one task: if an unfinished task has this key, its id is
+                returned and nothing is stored (checked by ``check_dedupe_key``).
 
         Raises:
             TypeError: An item cannot be stored as JSON; nothing is written.
@@ -89,8 +101,15 @@ class QueueManager:
             for index, data in enumerate(data_items)
         ]
         ids = [uuid.uuid4() for _ in data_items]
+        timing = {"at": when.at, "delay": when.delay}
+        if dedupe_key is not None:
+            if len(ids) != 1:
+                raise ValueError("a dedupe_key applies to one task; defer the tasks one by one")
+            values = {"id": ids[0], "endpoint": endpoint, "data": encoded[0], **timing}
+            values.update(priority=priority, user=user_id, dedupe_key=dedupe_key)
+            return [self._defer_once(values)]
         if len(ids) == 1:
-            values: dict[str, Any] = {"id": ids[0], "endpoint": endpoint, "data": encoded[0]}
+            values = {"id": ids[0], "endpoint": endpoint, "data": encoded[0], **timing}
             values.update(priority=priority, user=user_id)
             with self._alone("deferring a task") as connection:
                 connection.execute(queue_sql.new_task(), values)
@@ -104,12 +123,35 @@ class QueueManager:
                 "data": data,
                 "priority": priority,
                 "user": user_id,
+                **timing,
             }
             for task_id, data in zip(ids, encoded, strict=True)
         ]
         with self._writing(f"deferring {len(ids)} tasks") as connection:
             connection.execute(queue_sql.new_task(), rows)
         return ids
+
+    def _defer_once(self, values: dict[str, Any]) -> uuid.UUID:
+        """Store a task unless an unfinished one has its key; the id of the one kept.
+
+        The unique index decides (``INSERT ... ON CONFLICT DO NOTHING``): concurrent
+        callers with one key store one task between them. If the task holding the key
+        finishes between our insert and our look-up, the key is free again: try again.
+        """
+        statement = queue_sql.new_task_once(self.engine.dialect)
+        with self._alone("deferring a task") as connection:
+            for _ in range(10):
+                stored = connection.execute(statement, values).scalar_one_or_none()
+                if stored is not None:
+                    return uuid.UUID(str(stored))
+                existing = connection.execute(
+                    queue_sql.task_with_key(), {"dedupe_key": values["dedupe_key"]}
+                ).scalar_one_or_none()
+                if existing is not None:
+                    return uuid.UUID(str(existing))
+        raise RuntimeError(
+            f"deferring the task with dedupe_key {values['dedupe_key']!r} kept racing"
+        )
 
     def claim(
         self,
@@ -140,6 +182,7 @@ class QueueManager:
         self,
         outcomes: Sequence[tuple[Attempt, Status | None, Any]],
         claim: ClaimRequest | None = None,
+        retry_delays: Mapping[uuid.UUID, float] | None = None,
     ) -> tuple[set[uuid.UUID], list[Job]]:
         """In one transaction: store results, hand back unstarted jobs, claim new ones.
 
@@ -147,6 +190,8 @@ class QueueManager:
             outcomes: Ended attempts: COMPLETED or FAILED with their result, or None
                 for a job that was never started (handed back as NOT_FINISHED).
             claim: What to claim next, straight into RUNNING; None to claim nothing.
+            retry_delays: Seconds from now until a failed task that will be retried is
+                due again, by task id (others keep their due time).
 
         Returns:
             The ids whose result was written (an attempt that no longer holds its task
@@ -159,6 +204,7 @@ class QueueManager:
                 "new_status": status,
                 "new_result": value,
                 "new_progress": 1.0 if status == Status.COMPLETED else None,
+                "retry_delay": (retry_delays or {}).get(attempt.task_id),
             }
             for attempt, status, value in outcomes
             if status is not None
@@ -216,10 +262,18 @@ class QueueManager:
         return self.settle(outcomes)[0]
 
     def report_progress(self, attempt: Attempt, progress: float) -> bool:
-        """Record progress; False if the attempt no longer holds its task."""
+        """Record progress; False if the attempt no longer holds its task or was cancelled."""
         params = {**queue_sql.attempt_params(attempt), "progress": progress}
         with self._alone("reporting progress") as connection:
-            return connection.execute(queue_sql.report_progress(), params).first() is not None
+            row = connection.execute(queue_sql.report_progress(), params).first()
+        return row is not None and not row[0]
+
+    def should_abort(self, attempt: Attempt) -> bool:
+        """Whether the attempt's task was cancelled, or the attempt no longer holds it."""
+        params = queue_sql.attempt_params(attempt)
+        with self._alone("checking for a cancel request") as connection:
+            requested = connection.execute(queue_sql.cancel_requested(), params).first()
+        return requested is None or bool(requested[0])
 
     def heartbeat(self, attempts: Sequence[Attempt]) -> None:
         """Keep these attempts' tasks from expiring."""
@@ -236,15 +290,20 @@ class QueueManager:
         with self._writing("handing back tasks") as db:
             if _changed(db, queue_sql.release_many(), params) == len(params):
                 return {attempt.task_id for attempt in attempts}
-            return self._still_held(db, attempts, (Status.NOT_FINISHED,))
+            return self._still_held(db, attempts, (Status.NOT_FINISHED, Status.CANCELLED))
 
     def sweep(
-        self, execution_timeout: float, heartbeat_timeout: float, max_retries: int
+        self,
+        execution_timeout: float,
+        heartbeat_timeout: float,
+        max_retries: int,
+        retry_policy: queue_sql.Backoff | None = None,
+        endpoint_policies: Mapping[str, queue_sql.Backoff] | None = None,
     ) -> list[TaskEntity]:
-        """Hand back or fail tasks whose worker went silent or ran too long."""
+        """Hand back (after a back-off) or fail tasks whose worker went silent or ran long."""
         with Session(self.engine, expire_on_commit=False) as session:
             return TaskRepository(session).update_expired_tasks(
-                execution_timeout, heartbeat_timeout, max_retries
+                execution_timeout, heartbeat_timeout, max_retries, retry_policy, endpoint_policies
             )
 
 

@@ -217,7 +217,9 @@ class Worker:
         reported: set[Any] = set()
         try:
             written, started = self.manager.settle(
-                [(job.attempt, status, result) for job, status, result in outcomes], claim
+                [(job.attempt, status, result) for job, status, result in outcomes],
+                claim,
+                self._retry_delays(outcomes),
             )
         except Exception as error:
             if not outcomes:
@@ -249,6 +251,17 @@ class Worker:
             self._jobs.put(job)
         return len(started)
 
+    def _retry_delays(self, outcomes: list[Outcome]) -> dict[Any, float]:
+        """Back-off of the failed tasks that will be retried, by task id."""
+        retryable = self.app.retryable_exceptions
+        delays: dict[Any, float] = {}
+        for job, status, result in outcomes:
+            if status != Status.FAILED or job.attempt.number >= self.options.max_retries:
+                continue
+            if isinstance(result, dict) and result.get("error") in retryable:
+                delays[job.id] = self.app.retry_policy_for(job.endpoint).delay(job.attempt.number)
+        return delays
+
     def _claim_failed(self, error: Exception) -> None:
         reason = f"claiming tasks failed: {_one_line(error)}"
         if self.options.burst:
@@ -275,7 +288,9 @@ class Worker:
         reported: set[Any] = set()
         for job, status, result in outcomes:
             try:
-                written |= self.manager.settle([(job.attempt, status, result)])[0]
+                outcome = [(job.attempt, status, result)]
+                delays = self._retry_delays([(job, status, result)])
+                written |= self.manager.settle(outcome, None, delays)[0]
                 continue
             except Exception as error:
                 reason = _one_line(error)
@@ -358,7 +373,12 @@ class Worker:
             )
             return job, Status.FAILED, failure(error)
         context = TaskContext(
-            str(job.id), job.endpoint, job.attempt.number, job.user_id, self._reporter(job)
+            str(job.id),
+            job.endpoint,
+            job.attempt.number,
+            job.user_id,
+            self._reporter(job),
+            lambda: self.manager.should_abort(job.attempt),
         )
         try:
             result = handler.call(job.data, context, loop)
@@ -390,7 +410,11 @@ class Worker:
                     attempts = [job.attempt for job in self._running.values()]
                 self.manager.heartbeat(attempts)
                 expired = self.manager.sweep(
-                    options.execution_timeout, options.heartbeat_timeout, options.max_retries
+                    options.execution_timeout,
+                    options.heartbeat_timeout,
+                    options.max_retries,
+                    self.app.retry_policy_for(None),
+                    self.app.retry_policies,
                 )
                 if expired:
                     logger.warning("%d expired task(s) handed back or failed", len(expired))

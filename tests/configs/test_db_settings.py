@@ -156,6 +156,9 @@ def test_settings__task_queue_defaults():
         "heartbeat_timeout": 60,
         "max_retries": 3,
         "maximum_active_tasks_per_user": 25,
+        "retry_base_delay": 1.0,
+        "retry_max_delay": 300.0,
+        "retry_jitter": 0.5,
     }
 
 

@@ -19,9 +19,9 @@ def make_tasks(session, count, **kwargs):
 
 
 def age_in_order(session, tasks):
-    """Make ``tasks`` created one minute apart, the first oldest, by the database clock."""
+    """Make ``tasks`` created and due one minute apart, the first oldest (database clock)."""
     for minutes, task in enumerate(reversed(tasks), start=1):
-        backdate(session, [task.id], 60 * minutes, columns=["created_at"])
+        backdate(session, [task.id], 60 * minutes, columns=["created_at", "scheduled_at"])
 
 
 def test_save__stores_a_created_task(session):

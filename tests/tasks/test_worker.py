@@ -11,6 +11,7 @@ from aana.storage.queue_sql import Attempt
 from aana.storage.repository import TaskRepository
 from aana.storage.session import get_session
 from aana.tasks import Worker, WorkerOptions
+from aana.tasks.options import RetryPolicy
 from tests.helpers import backdate, wait_until
 
 
@@ -90,7 +91,7 @@ def test_defer__data_not_json_is_rejected_nothing_written(app):
 def test_worker__retryable_errors_are_retried_up_to_max_retries(app):
     calls = []
 
-    @app.task("flaky")
+    @app.task("flaky", retry=RetryPolicy(base=0, cap=0, jitter=0))
     def flaky(data):
         calls.append(1)
         raise ConnectionError("down")

@@ -7,10 +7,12 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Index, text
+from sqlalchemy import CheckConstraint, Index, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from aana.storage.dialects import utcnow
 from aana.storage.models.base import BaseEntity, TimeStampEntity
+from aana.storage.types import CheckedString
 
 
 class Status(str, Enum):
@@ -22,9 +24,19 @@ class Status(str, Enum):
     RUNNING = "running"
     FAILED = "failed"
     NOT_FINISHED = "not_finished"
+    CANCELLED = "cancelled"
 
 
 CLAIMABLE_SQL = "status IN ('created', 'not_finished')"
+"""Tasks waiting for a worker: the condition of the claim-order index, written once."""
+
+UNFINISHED_SQL = "status IN ('created', 'assigned', 'running', 'not_finished')"
+"""Tasks that will still run or are running: the condition of the de-duplication index."""
+
+STATUS_CHECK_SQL = "status IN ({})".format(", ".join(f"'{status.value}'" for status in Status))
+
+DEDUPE_KEY_LENGTH = 255
+"""Longest ``dedupe_key``, in characters."""
 
 
 class TaskEntity(BaseEntity, TimeStampEntity):
@@ -43,20 +55,43 @@ class TaskEntity(BaseEntity, TimeStampEntity):
     result: Mapped[Any | None] = mapped_column(comment="The output, or the error (JSON)")
     num_retries: Mapped[int] = mapped_column(default=0, comment="Times the task was claimed")
     user_id: Mapped[str | None] = mapped_column(index=True, comment="Who deferred the task")
+    scheduled_at: Mapped[datetime] = mapped_column(
+        server_default=utcnow(), comment="When the task is due: claimable from then on (UTC)"
+    )
+    cancel_requested: Mapped[bool] = mapped_column(
+        default=False, server_default=false(), comment="Cancelled while running"
+    )
+    dedupe_key: Mapped[str | None] = mapped_column(
+        CheckedString(DEDUPE_KEY_LENGTH), comment="At most one unfinished task has this key"
+    )
 
-    __table_args__ = (Index("ix_tasks_status", "status"),)
+    __table_args__ = (
+        Index("ix_tasks_status", "status"),
+        CheckConstraint(STATUS_CHECK_SQL, name="status"),
+    )
 
     def __repr__(self) -> str:
         return f"TaskEntity(id={self.id}, endpoint={self.endpoint!r}, status={self.status})"
 
 
-# The hot queue query: only claimable tasks, in exactly the claim order, so a claim reads
-# the first rows of the index instead of sorting the whole queue.
+# The hot queue query: only claimable tasks, in exactly the claim order (priority, then
+# due time), so a claim reads the first rows of the index instead of sorting the whole
+# queue. The due test (scheduled_at <= now) is answered from the index entry itself:
+# tasks not yet due sort after the due ones of their priority and are never fetched.
 Index(
     "ix_tasks_claimable",
     TaskEntity.priority.desc(),
-    TaskEntity.created_at,
+    TaskEntity.scheduled_at,
     TaskEntity.id,
     postgresql_where=text(CLAIMABLE_SQL),
     sqlite_where=text(CLAIMABLE_SQL),
+)
+
+# De-duplication: one unfinished task per key, enforced by the database.
+Index(
+    "ix_tasks_dedupe_key",
+    TaskEntity.dedupe_key,
+    unique=True,
+    postgresql_where=text(f"dedupe_key IS NOT NULL AND {UNFINISHED_SQL}"),
+    sqlite_where=text(f"dedupe_key IS NOT NULL AND {UNFINISHED_SQL}"),
 )

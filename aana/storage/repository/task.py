@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Update, func, select
 from sqlalchemy.orm import Session
 
-from aana.exceptions.db import InvalidJsonException, NotFoundException
+from aana.exceptions.db import (
+    InvalidJsonException,
+    NotFoundException,
+    TaskAlreadyFinishedException,
+)
 from aana.storage import checks, queue_sql
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.base import BaseRepository
@@ -140,7 +144,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             limit, max_retries, retryable_exceptions, maximum_active_tasks_per_user
         )
         tasks = self._write_tasks("claiming tasks", queue_sql.claim(request), request.parameters())
-        tasks.sort(key=lambda task: (-task.priority, task.created_at))
+        tasks.sort(key=lambda task: (-task.priority, task.scheduled_at))
         return tasks
 
     def update_status(
@@ -223,6 +227,29 @@ class TaskRepository(BaseRepository[TaskEntity]):
             self._end_transaction()
         return task
 
+    def cancel(self, task_id: str | uuid.UUID) -> TaskEntity:
+        """Cancel a task: at once if it waits in the queue, at its end if it runs.
+
+        A task not yet started becomes CANCELLED and is never claimed. A task assigned
+        or running gets a cancel request: its handler sees it (``should_abort()``,
+        ``report_progress`` returning False) and the worker stores CANCELLED when the
+        handler ends.
+
+        Raises:
+            NotFoundException: No such task (or a malformed id).
+            TaskAlreadyFinishedException: The task is completed, failed or cancelled
+                already; nothing is changed.
+
+        """
+        parsed = parse_task_id(task_id)
+        if parsed is None:
+            raise NotFoundException(self.table_name, task_id)
+        tasks = self._write_tasks(f"cancelling task {parsed}", queue_sql.cancel(parsed), {})
+        if tasks:
+            return tasks[0]
+        current = self.read(parsed, check=True)
+        raise TaskAlreadyFinishedException(self.table_name, task_id, Status(current.status).value)
+
     def get_active_tasks(self) -> list[TaskEntity]:
         """Tasks ASSIGNED or RUNNING."""
         query = select(TaskEntity).where(TaskEntity.status.in_(queue_sql.ACTIVE))
@@ -230,7 +257,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             return list(self.session.scalars(query, execution_options=_REFRESH))
 
     def filter_incomplete_tasks(self, task_ids: Sequence[str | uuid.UUID]) -> list[str]:
-        """Those of ``task_ids`` that exist and are neither COMPLETED nor FAILED."""
+        """Those of ``task_ids`` that exist and are not COMPLETED, FAILED or CANCELLED."""
         parsed = [task for task in map(parse_task_id, task_ids) if task is not None]
         if not parsed:
             return []
@@ -241,20 +268,31 @@ class TaskRepository(BaseRepository[TaskEntity]):
             return [str(task_id) for task_id in self.session.scalars(query)]
 
     def update_expired_tasks(
-        self, execution_timeout: float, heartbeat_timeout: float, max_retries: int
+        self,
+        execution_timeout: float,
+        heartbeat_timeout: float,
+        max_retries: int,
+        retry_policy: queue_sql.Backoff | None = None,
+        endpoint_policies: Mapping[str, queue_sql.Backoff] | None = None,
     ) -> list[TaskEntity]:
         """Hand back tasks whose worker took too long or went silent.
 
         A task ASSIGNED or RUNNING for longer than ``execution_timeout`` seconds, or
         without a heartbeat for ``heartbeat_timeout`` seconds, goes back to the queue as
         NOT_FINISHED if it has retries left, and is otherwise FAILED with the error
-        ``TimeoutError`` or ``HeartbeatTimeoutError``.
+        ``TimeoutError`` or ``HeartbeatTimeoutError``. With a ``retry_policy``
+        (``aana.tasks.options.RetryPolicy``; per endpoint in ``endpoint_policies``) a
+        task handed back is due after its back-off, by the database clock; without one,
+        at once. A task whose cancellation was requested ends CANCELLED.
 
         Returns:
             The tasks changed.
 
         """
-        statement, params = queue_sql.expire(execution_timeout, heartbeat_timeout)
+        backoff = None
+        if retry_policy is not None:
+            backoff = queue_sql.backoff_by_endpoint(retry_policy, endpoint_policies or {})
+        statement, params = queue_sql.expire(execution_timeout, heartbeat_timeout, backoff)
         params["max_retries"] = max_retries
         return self._write_tasks("expiring tasks", statement, params)
 
@@ -306,7 +344,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
         return counts
 
     def purge(self, older_than: float) -> int:
-        """Delete COMPLETED and FAILED tasks that ended more than ``older_than`` seconds ago.
+        """Delete COMPLETED, FAILED and CANCELLED tasks that ended ``older_than`` seconds ago.
 
         Returns:
             How many tasks were deleted.
