@@ -279,6 +279,20 @@ def new_task_once(dialect: Dialect) -> Insert:
 
 
 @cache
+def new_periodic_task(dialect: Dialect) -> Insert:
+    """Store the task of one period unless its ``period_key`` exists; returns its id.
+
+    Parameters: those of ``new_task`` and ``period_key``. No row is returned when
+    another worker stored that period's task first.
+    """
+    values = {**_new_task_values(), "period_key": bindparam("period_key", type_=String())}
+    statement = insert_unless_conflicting(
+        dialect, Task.__table__, [Task.__table__.c.period_key], None
+    )
+    return statement.values(values).returning(Task.id)
+
+
+@cache
 def task_with_key() -> Select[UUID]:
     """The unfinished task with the ``dedupe_key`` given (at most one)."""
     key = bindparam("dedupe_key", type_=String())

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from aana.storage.models.task import TaskEntity
-from aana.storage.repository.task import TaskRepository
+from aana.storage.repository.task import TaskRepository, check_json
 from aana.tasks.handlers import Handler, RegisteredHandler
 from aana.tasks.manager import QueueManager
 from aana.tasks.options import RetryPolicy, check_dedupe_key, schedule
+from aana.tasks.periodic import PeriodicTask, check_cron
 
 if TYPE_CHECKING:
     from aana.configs.settings import Settings
@@ -139,6 +140,53 @@ class TaskQueueMixin:
         def register(handler: Handler) -> TaskHandle:
             name = endpoint or handler.__name__
             self.register_task(name, handler, retry)
+            return TaskHandle(self, name, handler)
+
+        return register
+
+    @property
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        """Periodic tasks registered with ``periodic``."""
+        if not hasattr(self, "_periodic_tasks"):
+            self._periodic_tasks: list[PeriodicTask] = []
+        return self._periodic_tasks
+
+    def periodic(
+        self,
+        cron: str,
+        endpoint: str | None = None,
+        data: Any = None,
+        priority: int = 0,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[Handler], TaskHandle]:
+        """Defer a task to ``endpoint`` once per period of ``cron`` (UTC, database clock).
+
+        As a decorator it also registers the function as the endpoint's handler (the
+        endpoint defaults to its name); ``app.periodic(cron, endpoint=...)`` alone
+        schedules an endpoint whose handler is registered elsewhere. Workers defer
+        exactly one task per period between them; see ``aana.tasks.periodic``.
+
+        Raises:
+            InvalidCronExpressionError: ``cron`` is not a cron expression (a
+                ``ValueError``), raised here, at registration.
+            TypeError: ``data`` is not JSON.
+
+        """
+        check_cron(cron)
+        check_json(data, "periodic task data")
+
+        def add(name: str) -> None:
+            if any(p.endpoint == name and p.cron == cron for p in self.periodic_tasks):
+                return
+            self.periodic_tasks.append(PeriodicTask(cron, name, data, priority))
+
+        if endpoint is not None:
+            add(endpoint)
+
+        def register(handler: Handler) -> TaskHandle:
+            name = endpoint or handler.__name__
+            self.register_task(name, handler, retry)
+            add(name)
             return TaskHandle(self, name, handler)
 
         return register

@@ -188,6 +188,12 @@ _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def _cancel_command() -> click.Command:
+    from aana.tasks.cli_cancel import cancel
+
+    return cancel
+
+
 def parse_age(value: str) -> float:
     """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` in seconds."""
     match = _AGE.match(value.strip())
@@ -239,14 +245,24 @@ def list_tasks(
 
 @tasks.command()
 @click.argument("task_id")
-def show(task_id: str) -> None:
-    """Show one task, with its data and result, as JSON."""
+@click.option("--traceback", "traceback_only", is_flag=True, help="Print only the traceback.")
+def show(task_id: str, traceback_only: bool) -> None:
+    """Show one task, with its data and result, as JSON (or its failure's traceback)."""
+    from aana.tasks.cli_cancel import timing
+
     with _session() as session:
         try:
             task = TaskRepository(session).read(task_id)
         except NotFoundException:
             raise click.ClickException(f"no task with id {task_id!r}") from None
-    row = {**_describe(task), "data": task.data, "result": task.result}
+        when = timing(session, task)
+    if traceback_only:
+        stored = task.result.get("traceback") if isinstance(task.result, dict) else None
+        if not stored:
+            raise click.ClickException(f"task {task_id} has no stored traceback")
+        click.echo(stored)
+        return
+    row = {**_describe(task), **when, "data": task.data, "result": task.result}
     click.echo(json.dumps(row, indent=2))
 
 
@@ -278,6 +294,9 @@ def retry(task_id: str) -> None:
     click.echo(f"task {task_id} queued again")
 
 
+tasks.add_command(_cancel_command())
+
+
 @tasks.command()
 @click.option(
     "--older-than",
@@ -286,7 +305,7 @@ def retry(task_id: str) -> None:
     help="Age of the finished tasks to delete: 3600, 90s, 15m, 12h, 7d, 2w.",
 )
 def purge(older_than: str) -> None:
-    """Delete COMPLETED and FAILED tasks that finished longer ago than --older-than."""
+    """Delete COMPLETED, FAILED and CANCELLED tasks that ended longer ago than --older-than."""
     seconds = parse_age(older_than)
     with _session() as session:
         deleted = TaskRepository(session).purge(seconds)

@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from aana.storage import dialects, queue_sql
+from aana.storage.dialects import utcnow
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.queue_sql import FINISHED, Attempt, ClaimRequest
@@ -152,6 +154,35 @@ class QueueManager:
         raise RuntimeError(
             f"deferring the task with dedupe_key {values['dedupe_key']!r} kept racing"
         )
+
+    def defer_periodic(
+        self, endpoint: str, data: Any, priority: int, period_start: datetime, period_key: str
+    ) -> bool:
+        """Store the task of one period, due at its start, unless it exists already.
+
+        Returns:
+            Whether this call stored it (exactly one caller per ``period_key`` does).
+
+        """
+        values = {
+            "id": uuid.uuid4(),
+            "endpoint": endpoint,
+            "data": check_json(data, "periodic task data"),
+            "priority": priority,
+            "user": None,
+            "at": period_start,
+            "delay": 0.0,
+            "period_key": period_key,
+        }
+        statement = queue_sql.new_periodic_task(self.engine.dialect)
+        with self._alone("deferring a periodic task") as connection:
+            return connection.execute(statement, values).first() is not None
+
+    def database_now(self) -> datetime:
+        """The database clock (UTC)."""
+        with self._alone("reading the database clock") as connection:
+            now: datetime = connection.execute(select(utcnow())).scalar_one()
+        return now
 
     def claim(
         self,

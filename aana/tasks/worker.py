@@ -32,6 +32,7 @@ from aana.tasks.errors import (
 from aana.tasks.handlers import TaskContext
 from aana.tasks.listener import Listener
 from aana.tasks.manager import ClaimRequest, Job, QueueManager
+from aana.tasks.periodic import PeriodicScheduler, PeriodicTask
 from aana.tasks.results import MAX_RESULT_BYTES, check_result, failure
 
 __all__ = ["QueueUnavailableError", "Worker", "WorkerOptions", "failure"]
@@ -147,6 +148,7 @@ class Worker:
         maintenance = threading.Thread(target=self._maintain, name="aana-heartbeat", daemon=True)
         for thread in [*threads, maintenance]:
             thread.start()
+        periodic = self._start_periodic()
         if self.options.listen:
             self._listener.start()
         logger.info("worker started: %d handler thread(s)", self.options.concurrency)
@@ -159,6 +161,8 @@ class Worker:
             self._stopped_maintenance.set()
             self._listener.stop()
             maintenance.join(timeout=5)
+            if periodic is not None:
+                periodic.join(timeout=5)
             restore()
             logger.info("worker stopped after %d task(s)", self.processed)
 
@@ -398,6 +402,26 @@ class Worker:
             return self.manager.report_progress(job.attempt, progress)
 
         return report
+
+    # --- periodic tasks ---
+
+    def _start_periodic(self) -> threading.Thread | None:
+        """Start the thread deferring the app's periodic tasks, if it has any."""
+        periodic_tasks = list(getattr(self.app, "periodic_tasks", []))
+        if not periodic_tasks or self.options.burst:
+            return None
+        manager = self.manager
+
+        def defer(task: PeriodicTask, start: Any, key: str) -> bool:
+            return manager.defer_periodic(task.endpoint, task.data, task.priority, start, key)
+
+        scheduler = PeriodicScheduler(periodic_tasks, defer, manager.database_now)
+        thread = threading.Thread(
+            target=scheduler.run, args=(self._stopped_maintenance,), name="aana-periodic"
+        )
+        thread.daemon = True
+        thread.start()
+        return thread
 
     # --- heartbeats and the expiry sweep ---
 

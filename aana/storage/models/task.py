@@ -61,6 +61,11 @@ class TaskEntity(BaseEntity, TimeStampEntity):
     cancel_requested: Mapped[bool] = mapped_column(
         default=False, server_default=false(), comment="Cancelled while running"
     )
+    period_key: Mapped[str | None] = mapped_column(
+        CheckedString(DEDUPE_KEY_LENGTH),
+        unique=True,
+        comment="Periodic tasks: endpoint and period start, one task per period",
+    )
     dedupe_key: Mapped[str | None] = mapped_column(
         CheckedString(DEDUPE_KEY_LENGTH), comment="At most one unfinished task has this key"
     )

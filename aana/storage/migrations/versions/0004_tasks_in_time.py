@@ -6,8 +6,9 @@ Create Date: 2026-12-01
 
 Adds ``scheduled_at`` (when a task becomes claimable; existing tasks are due from their
 creation), ``cancel_requested``, ``dedupe_key`` with a partial unique index over the
-unfinished tasks, a CHECK constraint listing the statuses (``cancelled`` among them), and
-rebuilds ``ix_tasks_claimable`` in the new claim order (priority DESC, scheduled_at, id).
+unfinished tasks, ``period_key`` (unique: one task per period of a periodic task), a
+CHECK constraint listing the statuses (``cancelled`` among them), and rebuilds
+``ix_tasks_claimable`` in the new claim order (priority DESC, scheduled_at, id).
 """
 
 from collections.abc import Sequence
@@ -55,6 +56,14 @@ def upgrade() -> None:
         )
         batch_op.add_column(
             sa.Column(
+                "period_key",
+                aana.storage.types.CheckedString(length=255),
+                nullable=True,
+                comment="Periodic tasks: endpoint and period start, one task per period",
+            )
+        )
+        batch_op.add_column(
+            sa.Column(
                 "dedupe_key",
                 aana.storage.types.CheckedString(length=255),
                 nullable=True,
@@ -66,6 +75,7 @@ def upgrade() -> None:
         batch_op.alter_column(
             "scheduled_at", existing_type=aana.storage.types.UtcDateTime(), nullable=False
         )
+        batch_op.create_unique_constraint(op.f("uq_tasks_period_key"), ["period_key"])
         batch_op.create_check_constraint(
             op.f("ck_tasks_status"), sa.text(f"status IN ({STATUSES})")
         )
@@ -97,7 +107,9 @@ def downgrade() -> None:
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_tasks_status"), type_="check")
+        batch_op.drop_constraint(op.f("uq_tasks_period_key"), type_="unique")
         batch_op.drop_column("dedupe_key")
+        batch_op.drop_column("period_key")
         batch_op.drop_column("cancel_requested")
         batch_op.drop_column("scheduled_at")
     op.create_index(
