@@ -93,23 +93,28 @@ def due() -> ColumnElement[bool]:
     return Task.scheduled_at <= statement_now()
 
 
-def claimable(retryable_exceptions: tuple[str, ...]) -> ColumnElement[bool]:
+def claimable(retryable_exceptions: tuple[str, ...], recheck: bool = False) -> ColumnElement[bool]:
     """New or handed-back tasks, and failed ones worth another attempt, once due.
 
     Parameters: ``max_retries`` (when there are retryable exceptions).
+
+    With ``recheck`` (the claim's UPDATE, re-checking the rows its candidates chose) the
+    due test is left out: a chosen task stays due, and with it PostgreSQL would rather
+    scan every due task of the claim-order index than look the few chosen up by id.
     """
     # The very condition of the claim-order index, so the planner reads that index; the
     # due test reads a column of that index, so tasks not yet due are never fetched.
-    condition: ColumnElement[bool] = and_(likely(text(CLAIMABLE_SQL)), due())
+    condition: ColumnElement[bool] = likely(text(CLAIMABLE_SQL))
+    if not recheck:
+        condition = and_(condition, due())
     if not retryable_exceptions:
         return condition
     retryable = and_(
         Task.status == Status.FAILED,
         Task.num_retries < bindparam("max_retries", type_=Integer()),
         one_of(Task.result["error"].as_string(), retryable_exceptions),
-        due(),
     )
-    return or_(condition, retryable)
+    return or_(condition, retryable if recheck else and_(retryable, due()))
 
 
 def claim_candidates(
@@ -224,7 +229,7 @@ def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool)
     )
     statement = (
         update(Task)
-        .where(Task.id.in_(select(candidates.c.id)), claimable(retryable))
+        .where(Task.id.in_(select(candidates.c.id)), claimable(retryable, recheck=True))
         .values(
             status=Status.RUNNING if job else Status.ASSIGNED,
             assigned_at=utcnow(),
@@ -290,6 +295,17 @@ def new_periodic_task(dialect: Dialect) -> Insert:
         dialect, Task.__table__, [Task.__table__.c.period_key], None
     )
     return statement.values(values).returning(Task.id)
+
+
+@cache
+def seconds_to_next_due() -> Select[datetime, Any]:
+    """The due time of the next task waiting for a later time (or NULL), and now.
+
+    Failed tasks count too: a retryable failure waits out its back-off as FAILED.
+    """
+    waiting = one_of(Task.status, (*CLAIMABLE, Status.FAILED))
+    earliest = select(func.min(Task.scheduled_at)).where(waiting, Task.scheduled_at > utcnow())
+    return select(earliest.scalar_subquery(), utcnow())
 
 
 @cache

@@ -178,6 +178,13 @@ class QueueManager:
         with self._alone("deferring a periodic task") as connection:
             return connection.execute(statement, values).first() is not None
 
+    def seconds_to_next_due(self) -> float | None:
+        """Seconds until the next task scheduled for later is due; None if there is none."""
+        with self._alone("looking for scheduled tasks") as connection:
+            due, now = connection.execute(queue_sql.seconds_to_next_due()).one()
+        # A millisecond at least: the worker never spins on a task due this instant.
+        return None if due is None else max(0.001, (due - now).total_seconds())
+
     def database_now(self) -> datetime:
         """The database clock (UTC)."""
         with self._alone("reading the database clock") as connection:

@@ -182,11 +182,22 @@ class Worker:
             # A task just finished may be claimable again (a retryable failure): look again.
             if self.options.burst and not self._running and not settled:
                 return
+            # A task scheduled for later wakes nobody when it becomes due: wake for it.
+            until_due = self._until_next_due() if free > 0 else None
             if self._listener.listening.is_set() or free <= 0:
                 # Notifications or finishing tasks set the event; the timeout is a fallback.
-                self._wake.wait(self.options.poll_interval)
-            elif not self._wake.wait(wait):
+                timeout = self.options.poll_interval
+                self._wake.wait(timeout if until_due is None else min(timeout, until_due))
+            elif not self._wake.wait(wait if until_due is None else min(wait, until_due)):
                 wait = min(wait * 2, self.options.poll_interval)
+
+    def _until_next_due(self) -> float | None:
+        """Seconds until a task scheduled for later is due (None: none is, or unknown)."""
+        try:
+            return self.manager.seconds_to_next_due()
+        except AanaException as error:  # the next claim reports the failure
+            logger.debug("looking for scheduled tasks failed: %s", error)
+            return None
 
     def _claim_request(self, limit: int) -> ClaimRequest:
         options = self.options

@@ -129,3 +129,22 @@ def test_burst_worker__leaves_tasks_not_yet_due_and_exits(app):
     task_id = app.defer("later", 1, schedule_in=3600)
     Worker(app, WorkerOptions(burst=True, poll_interval=0.05)).run()
     assert app.get_task(task_id).status == Status.CREATED
+
+
+def test_idle_worker__wakes_when_a_task_becomes_due_not_at_its_next_poll(app):
+    @app.task("soon")
+    def soon(data):
+        return "ok"
+
+    worker = Worker(app, WorkerOptions(poll_interval=60))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        task_id = app.defer("soon", {}, schedule_in=0.3)
+        # Far sooner than the 60 s poll: the worker waits for the due time itself.
+        wait_until(lambda: app.get_task(task_id).status == Status.COMPLETED, timeout=20)
+    finally:
+        worker.stop(grace=1)
+        thread.join(10)
+    task = app.get_task(task_id)
+    assert task.assigned_at >= task.scheduled_at  # never before its time
