@@ -3,7 +3,7 @@
 Run from the repository root (PostgreSQL at 127.0.0.1:5432, user postgres):
 
     PYTHONPATH=. python benchmarks/bench_schedule.py [--tasks 5000] [--future 50000]
-        [--rounds 3] [--latency-tasks 30]
+        [--rounds 3] [--latency-tasks 30] [--backends postgresql,sqlite]
 
 Rows:
 
@@ -106,7 +106,7 @@ def drain_rate(backend: str, tasks: int, future: int, folder: Path) -> float:
 
 def claim_rows(args: argparse.Namespace, folder: Path) -> bool:
     met = True
-    for backend in ("postgresql", "sqlite"):
+    for backend in args.backends.split(","):
         without: list[float] = []
         with_future: list[float] = []
         for round_number in range(args.rounds):
@@ -178,6 +178,7 @@ def main() -> None:
     parser.add_argument("--future", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-tasks", type=int, default=30)
+    parser.add_argument("--backends", default="postgresql,sqlite", help="of the claim rows")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; {args.tasks} due tasks; {args.future} future tasks")
     with tempfile.TemporaryDirectory() as folder:

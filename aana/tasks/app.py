@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +48,14 @@ class TaskHandle:
     def defer_many(self, data_items: Iterable[Any], **options: Any) -> list[str]:
         """Defer one task per item to this endpoint; see ``AanaSDK.defer_many``."""
         return self.app.defer_many(self.endpoint, data_items, **options)
+
+    async def defer_async(self, data: Any, **options: Any) -> str:
+        """``defer`` for asyncio code (see ``AanaSDK.defer_async``)."""
+        return await self.app.defer_async(self.endpoint, data, **options)
+
+    async def defer_many_async(self, data_items: Iterable[Any], **options: Any) -> list[str]:
+        """``defer_many`` for asyncio code (see ``AanaSDK.defer_many_async``)."""
+        return await self.app.defer_many_async(self.endpoint, data_items, **options)
 
     def __repr__(self) -> str:
         return f"TaskHandle(endpoint={self.endpoint!r}, func={self.func!r})"
@@ -259,6 +268,30 @@ class TaskQueueMixin:
         items: Sequence[Any] = list(data_items)
         ids = self.task_queue().defer(endpoint, items, priority, user_id, when)
         return [str(task_id) for task_id in ids]
+
+    # The asyncio twins run the same code in a worker thread: one implementation, and
+    # the event loop never waits on the database.
+
+    async def defer_async(self, endpoint: str, data: Any, **options: Any) -> str:
+        """``defer``, awaited: same options, same errors."""
+        return await asyncio.to_thread(functools.partial(self.defer, endpoint, data, **options))
+
+    async def defer_many_async(
+        self, endpoint: str, data_items: Iterable[Any], **options: Any
+    ) -> list[str]:
+        """``defer_many``, awaited: same options, same errors."""
+        items = list(data_items)
+        return await asyncio.to_thread(
+            functools.partial(self.defer_many, endpoint, items, **options)
+        )
+
+    async def get_task_async(self, task_id: str | uuid.UUID) -> TaskEntity:
+        """``get_task``, awaited."""
+        return await asyncio.to_thread(self.get_task, task_id)
+
+    async def cancel_task_async(self, task_id: str | uuid.UUID) -> TaskEntity:
+        """``cancel_task``, awaited."""
+        return await asyncio.to_thread(self.cancel_task, task_id)
 
     def cancel_task(self, task_id: str | uuid.UUID) -> TaskEntity:
         """Cancel a task: at once if it waits, when its handler ends if it runs.

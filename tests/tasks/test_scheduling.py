@@ -1,6 +1,8 @@
 """Scheduled tasks: due by the database clock, bad input refused with nothing written."""
 
+import asyncio
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -148,3 +150,24 @@ def test_idle_worker__wakes_when_a_task_becomes_due_not_at_its_next_poll(app):
         thread.join(10)
     task = app.get_task(task_id)
     assert task.assigned_at >= task.scheduled_at  # never before its time
+
+
+def test_async_twins__defer_read_and_cancel(app):
+    @app.task("later")
+    def later(data):
+        return data
+
+    async def scenario():
+        first = await app.defer_async("later", {"n": 1}, schedule_in=60)
+        many = await later.defer_many_async([{"n": 2}, {"n": 3}], schedule_in=60)
+        same = await later.defer_async({"n": 4}, dedupe_key="k")
+        again = await app.defer_async("later", {"n": 5}, dedupe_key="k")
+        cancelled = await app.cancel_task_async(first)
+        return first, many, same, again, cancelled, await app.get_task_async(many[0])
+
+    first, many, same, again, cancelled, read = asyncio.run(scenario())
+    assert same == again and len(many) == 2
+    assert (cancelled.id, cancelled.status) == (uuid.UUID(first), Status.CANCELLED)
+    assert read.status == Status.CREATED
+    with pytest.raises(InvalidValueException, match="naive"):
+        asyncio.run(app.defer_async("later", {}, schedule_at=datetime(2030, 1, 1)))

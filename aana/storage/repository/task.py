@@ -125,8 +125,9 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Claims CREATED and NOT_FINISHED tasks, and FAILED ones whose error is in
         ``retryable_exceptions`` and that were tried fewer than ``max_retries`` times;
-        highest priority first, then oldest. Concurrent callers, threads or processes,
-        never claim the same task.
+        once due (``scheduled_at`` by the database clock), highest priority first,
+        then due first (oldest first, for tasks not scheduled). Concurrent callers,
+        threads or processes, never claim the same task.
 
         Args:
             limit: At most this many tasks (>= 0); None for all.
