@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import traceback
+from typing import Any
 
 import click
 from alembic.util import CommandError
+from sqlalchemy.exc import SQLAlchemyError
 
 from aana.configs.settings import Settings
-from aana.exceptions.migrations import MigrationException
+from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
+from aana.exceptions.core import BaseException as AanaException
 from aana.storage import op
 from aana.tasks.cli import AppPathUsageError, load_app, tasks, worker
+
+USAGE_EXIT_CODE = 2
+"""Exit code of a usage or configuration error (as click's own usage errors)."""
+
+
+class CommandFailed(click.ClickException):
+    """An error shown as one ``Error: ...`` line; exit code 1."""
+
+
+class ConfigurationFailed(CommandFailed):
+    """A configuration error shown as one ``Error: ...`` line; exit code 2, as usage errors."""
+
+    exit_code = USAGE_EXIT_CODE
 
 
 def _target(app_path: str | None) -> tuple[Settings, op.AppMigrations | None]:
@@ -25,18 +40,49 @@ def _target(app_path: str | None) -> tuple[Settings, op.AppMigrations | None]:
     return app.settings, app.migrations
 
 
-@contextmanager
-def _reported() -> Iterator[None]:
-    """Show migration errors as one line and a non-zero exit, not as a traceback."""
-    try:
-        yield
-    except (MigrationException, CommandError) as error:
-        raise click.ClickException(str(error)) from error
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
-@click.group()
-def main() -> None:
-    """Manage an aana application's database."""
+class AanaGroup(click.Group):
+    """The ``aana`` group: aana's exceptions become one ``Error: ...`` line and an exit code.
+
+    Configuration errors exit 2 (like usage errors), other failures 1. ``--verbose``
+    also prints the traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, reporting aana's exceptions as one line."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except (ConfigurationError, MissingConfigKeyError) as error:
+            self._show_traceback(ctx)
+            raise ConfigurationFailed(str(error)) from error
+        except (AanaException, CommandError) as error:
+            self._show_traceback(ctx)
+            raise CommandFailed(str(error)) from error
+        except SQLAlchemyError as error:
+            # Not translated by a repository (a migration command, for example).
+            self._show_traceback(ctx)
+            raise CommandFailed(f"the database refused: {_one_line(error)}") from error
+
+    @staticmethod
+    def _show_traceback(ctx: click.Context) -> None:
+        if ctx.params.get("verbose"):
+            traceback.print_exc(file=sys.stderr)
+
+
+@click.group(cls=AanaGroup)
+@click.version_option(package_name="aana-storage", prog_name="aana")
+@click.option("--verbose", "-v", is_flag=True, help="Show the traceback of an error.")
+def main(verbose: bool) -> None:
+    """Manage an aana application's database and its task queue.
+
+    The database comes from DB_CONFIG (JSON or a URL), or from the application of APP_PATH.
+    """
 
 
 @main.command()
@@ -46,11 +92,10 @@ def migrate(app_path: str | None) -> None:
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        if app_path is None:
-            op.run_alembic_migrations(_target(None)[0])
-        else:
-            load_app(app_path).migrate()
+    if app_path is None:
+        op.run_alembic_migrations(_target(None)[0])
+    else:
+        load_app(app_path).migrate()
     click.echo("Database is up to date.")
 
 
@@ -72,8 +117,7 @@ def revision(app_path: str, message: str, autogenerate: bool) -> None:
         raise AppPathUsageError(
             f"{app_path!r} has no migrations folder: pass migrations_path= to it"
         )
-    with _reported():
-        path = op.generate_revision(settings, app, message, autogenerate=autogenerate)
+    path = op.generate_revision(settings, app, message, autogenerate=autogenerate)
     if path is None:
         click.echo("No changes in the application's models; no revision written.")
     else:
@@ -87,8 +131,7 @@ def current(app_path: str | None) -> None:
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        lines = op.current_revisions(*_target(app_path))
+    lines = op.current_revisions(*_target(app_path))
     click.echo("\n".join(lines) if lines else "No migration applied yet.")
 
 
@@ -99,8 +142,7 @@ def history(app_path: str | None) -> None:
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        click.echo("\n".join(op.history(*_target(app_path))))
+    click.echo("\n".join(op.history(*_target(app_path))))
 
 
 @main.command()
@@ -112,8 +154,7 @@ def downgrade(app_path: str, revision: str) -> None:
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
     settings, app = _target(app_path)
-    with _reported():
-        op.downgrade(settings, revision, app)
+    op.downgrade(settings, revision, app)
     click.echo(f"Database downgraded to {revision}.")
 
 
@@ -124,8 +165,7 @@ def check(app_path: str | None) -> None:
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        differences = op.compare_with_models(*_target(app_path))
+    differences = op.compare_with_models(*_target(app_path))
     if differences:
         click.echo("Models and migrations differ:", err=True)
         for difference in differences:
@@ -138,4 +178,4 @@ main.add_command(worker)
 main.add_command(tasks)
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="aana")

@@ -79,12 +79,15 @@ class DbSettings(BaseSettings):
 
     """
 
-    # Frozen: a settings object's engine is built from it once, so it must not change
-    # under the engine; model_copy(update=...) makes new settings, with their own engine.
-    # The prefix keeps stray variables (POOL_SIZE ...) out; DB_CONFIG__POOL_SIZE=3 means
-    # the same here and in Settings.
+    # Fields can be assigned (code written for the original SDK does), and are checked
+    # when they are: the next get_engine() builds an engine for the new values. The prefix
+    # keeps stray variables (POOL_SIZE ...) out; DB_CONFIG__POOL_SIZE=3 means the same
+    # here and in Settings.
     model_config = SettingsConfigDict(
-        extra="ignore", hide_input_in_errors=True, frozen=True, env_prefix="DB_CONFIG__"
+        extra="ignore",
+        hide_input_in_errors=True,
+        validate_assignment=True,
+        env_prefix="DB_CONFIG__",
     )
 
     datastore_type: DbType | str = DbType.SQLITE
@@ -153,6 +156,7 @@ class DbSettings(BaseSettings):
         """The engine for these settings, built on the first call and reused after.
 
         Each settings object has its own engine, also when another one compares equal.
+        After a field is assigned, the next call builds an engine for the new values.
 
         Raises:
             ValueError: ``datastore_type`` is not supported.

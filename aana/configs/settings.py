@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -18,7 +20,8 @@ class TaskQueueSettings(BaseModel):
         execution_timeout: Seconds a task may run before it is considered lost.
         heartbeat_timeout: Seconds without a heartbeat before a task is considered lost.
         max_retries: Attempts before a task that keeps failing is left FAILED.
-        maximum_active_tasks_per_user: Running or assigned tasks one user may have at once.
+        maximum_active_tasks_per_user: Running or assigned tasks one user may have at once;
+            0 means no limit (as ``aana worker --max-active-per-user 0``).
 
     """
 
@@ -27,7 +30,7 @@ class TaskQueueSettings(BaseModel):
     execution_timeout: int = Field(default=600, ge=1)
     heartbeat_timeout: int = Field(default=60, ge=1)
     max_retries: int = Field(default=3, ge=0)
-    maximum_active_tasks_per_user: int = Field(default=25, ge=1)
+    maximum_active_tasks_per_user: int = Field(default=25, ge=0)
 
 
 class Settings(BaseSettings):
@@ -70,4 +73,22 @@ def load_settings() -> Settings:
     return loaded
 
 
-settings = load_settings()
+_loaded: Settings | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``settings`` is read from the environment on first use, not at import: importing
+    # aana (or running ``aana --help``) works whatever DB_CONFIG holds, and a bad value is
+    # reported where it is used, with the fix.
+    global _loaded
+    if name == "settings":
+        if _loaded is None:
+            _loaded = load_settings()
+            globals()["settings"] = _loaded
+        return _loaded
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    settings: Settings
+    """The process-wide settings, read from the environment on first use."""

@@ -129,9 +129,10 @@ def create_async_engine(settings: DbSettings) -> AsyncEngine:
 
 @dataclass
 class _Engines:
-    """The engines built for one settings object."""
+    """The engines built for one settings object, and the values they were built from."""
 
     owner: weakref.ref[DbSettings]
+    values: str = ""
     sync: Engine | None = None
     asyncio: AsyncEngine | None = None
 
@@ -151,20 +152,44 @@ def _forget(key: int, owner: weakref.ref[DbSettings]) -> None:
         _engines.pop(key, None)
 
 
+def _values_of(settings: DbSettings) -> str:
+    # Everything an engine is built from. Settings can be assigned field by field (or a
+    # datastore_config dict changed in place): engines built from other values are stale.
+    return settings.model_dump_json(warnings=False)
+
+
 def _entry_of(settings: DbSettings) -> _Engines:
     # The caller holds _lock.
     key = id(settings)
+    values = _values_of(settings)
     entry = _engines.get(key)
     if entry is None or entry.owner() is not settings:
         owner = weakref.ref(settings, lambda dead: _forget(key, dead))
-        entry = _engines[key] = _Engines(owner)
+        entry = _engines[key] = _Engines(owner, values)
+    elif entry.values != values:
+        _retire(entry)
+        entry.values = values
     return entry
+
+
+def _retire(entry: _Engines) -> None:
+    """Let go of engines built from values their settings no longer hold."""
+    if entry.sync is not None:
+        # Safe while other threads use it: dispose() closes only the idle connections;
+        # checked-out ones finish their work and are closed when returned.
+        entry.sync.dispose()
+    # An asyncio engine is disposed by awaiting, which this (sync) code cannot do: it
+    # is dropped, and its connections close when it is collected.
+    entry.sync = None
+    entry.asyncio = None
 
 
 def engine_for(settings: DbSettings) -> Engine:
     """The engine of ``settings``: built on the first call, the same one after.
 
-    ``DbSettings.get_engine()`` delegates here; it raises what ``create_engine`` raises.
+    A new engine is built when the settings' values changed since (a field assigned);
+    the old one is disposed. ``DbSettings.get_engine()`` delegates here; it raises what
+    ``create_engine`` raises.
     """
     with _lock:
         entry = _entry_of(settings)

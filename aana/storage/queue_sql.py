@@ -171,8 +171,8 @@ class ClaimRequest(NamedTuple):
 
     @property
     def per_user(self) -> bool:
-        """Whether the per-user limit applies."""
-        return self.maximum_active_tasks_per_user is not None
+        """Whether the per-user limit applies (None or 0: no limit)."""
+        return bool(self.maximum_active_tasks_per_user)
 
 
 def claim(request: ClaimRequest, job: bool = False) -> Update:

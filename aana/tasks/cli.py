@@ -136,10 +136,8 @@ def worker(
         shutdown_grace=shutdown_grace,
         burst=burst or None,
         listen=False if no_listen else None,
+        maximum_active_tasks_per_user=max_active_per_user,
     )
-    if max_active_per_user is not None:
-        limit = max_active_per_user or None
-        options = WorkerOptions(**{**options.__dict__, "maximum_active_tasks_per_user": limit})
     sys.exit(run_workers(app_path, processes or queue_settings.num_workers, options))
 
 
@@ -205,7 +203,13 @@ def tasks() -> None:
 @click.option("--status", type=_STATUSES, default=None, help="Only tasks in this status.")
 @click.option("--user", "user_id", default=None, help="Only this user's tasks.")
 @click.option("--endpoint", default=None, help="Only tasks of this endpoint.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="At most this many tasks; 0 for all.",
+)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_tasks(
@@ -221,7 +225,7 @@ def list_tasks(
         found = TaskRepository(session).get_tasks(
             user_id=user_id,
             status=Status(status) if status else None,
-            limit=limit,
+            limit=limit or None,
             offset=offset,
             endpoint=endpoint,
         )

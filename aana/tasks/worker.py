@@ -88,6 +88,8 @@ class WorkerOptions:
             "maximum_active_tasks_per_user": queue_settings.maximum_active_tasks_per_user,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
+        # 0 means no limit, in the settings as on the command line.
+        values["maximum_active_tasks_per_user"] = values["maximum_active_tasks_per_user"] or None
         return cls(**values)
 
 
