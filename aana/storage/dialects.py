@@ -146,7 +146,7 @@ def postgresql_engine_options(
     url = URL.create(
         "postgresql+psycopg",
         username=config["user"],
-        password=config["password"],
+        password=config.get("password"),  # None: libpq finds it (PGPASSWORD, .pgpass)
         host=config["host"],
         port=int(config["port"]),
         database=config["database"],
