@@ -34,6 +34,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from aana.exceptions.db import DatabaseNotMigratedError
 from aana.storage.types import JsonType, UtcDateTime
 
 SQLITE_BEGIN_OPTION = "aana_sqlite_begin"
@@ -274,6 +275,41 @@ def violation_of(driver_error: BaseException | None) -> Violation:
             if isinstance(driver_error, error_class):
                 return Violation(kind, driver_error.diag.constraint_name)
     return Violation("other")
+
+
+_POSTGRESQL_UNDEFINED = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)
+
+
+def missing_schema(
+    driver_error: BaseException | None, dbapi_connection: Any, tables: Sequence[Table]
+) -> DatabaseNotMigratedError | None:
+    """The error to raise if a statement failed on a table or column that is missing.
+
+    PostgreSQL says so by error class (undefined table or column), and its message names
+    what. SQLite has no error code of its own for it: on an ``OperationalError`` the
+    schema of ``tables`` is checked, once, on the failed statement's connection.
+    """
+    if isinstance(driver_error, _POSTGRESQL_UNDEFINED):
+        return DatabaseNotMigratedError(cause=str(driver_error).strip().splitlines()[0])
+    if not isinstance(driver_error, sqlite3.OperationalError) or dbapi_connection is None:
+        return None
+    missing: list[str] = []
+    cursor = dbapi_connection.cursor()
+    try:
+        for table in dict.fromkeys(tables):
+            cursor.execute("SELECT name FROM pragma_table_info(?)", (table.name,))
+            present = {row[0] for row in cursor.fetchall()}
+            if not present:
+                missing.append(f"the table {table.name!r}")
+            else:
+                missing.extend(
+                    f"the column {table.name}.{column.name}"
+                    for column in table.columns
+                    if column.name not in present
+                )
+    finally:
+        cursor.close()
+    return DatabaseNotMigratedError(missing) if missing else None
 
 
 def insert_with_new_ids(

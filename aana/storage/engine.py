@@ -16,13 +16,17 @@ from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 import sqlalchemy
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, event
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+from sqlalchemy.sql.visitors import iterate
 
 from aana.exceptions.config import ConfigurationError
-from aana.exceptions.db import DatabaseConnectionException, InvalidInputException
+from aana.exceptions.db import (
+    DatabaseConnectionException,
+    InvalidInputException,
+)
 from aana.storage import dialects
 
 if TYPE_CHECKING:
@@ -88,9 +92,29 @@ def _report_errors(engine: Engine) -> None:
             # A column type refused a value (aana.storage.checks): raise that, not
             # SQLAlchemy's StatementError around it, so Core users see what repositories do.
             raise context.original_exception from None
+        if context.connection is not None and not context.is_pre_ping:
+            _refuse_unmigrated(context)
         if context.connection is not None or context.is_pre_ping:
             return  # a statement failed on a live connection: not a connection problem
         error = connection_error(engine.url, context.original_exception)
+        raise error from context.sqlalchemy_exception
+
+
+def _tables_of(context: ExceptionContext) -> list[Table]:
+    # The model tables the failed statement uses (none for textual SQL).
+    compiled = context.execution_context.compiled if context.execution_context else None
+    if compiled is None or compiled.statement is None:
+        return []
+    return [element for element in iterate(compiled.statement) if isinstance(element, Table)]
+
+
+def _refuse_unmigrated(context: ExceptionContext) -> None:
+    """Raise ``DatabaseNotMigratedError`` if the statement failed on a missing table or column."""
+    tables = _tables_of(context)
+    connection = context.connection
+    dbapi_connection = connection.connection.dbapi_connection if connection else None
+    error = dialects.missing_schema(context.original_exception, dbapi_connection, tables)
+    if error is not None:
         raise error from context.sqlalchemy_exception
 
 

@@ -10,7 +10,11 @@ from sqlalchemy import Dialect, func, select
 from sqlalchemy.orm import Session, selectin_polymorphic
 from sqlalchemy.orm.interfaces import ORMOption
 
-from aana.exceptions.db import InvalidInputException, NotFoundException
+from aana.exceptions.db import (
+    InvalidInputException,
+    NotFoundException,
+    UnknownPolymorphicIdentityError,
+)
 from aana.storage.checks import check_page
 from aana.storage.dialects import autocommit_options, write_options
 from aana.storage.errors import OnViolation, translate_errors
@@ -79,14 +83,32 @@ class BaseRepository(Generic[T]):
                 if alone:
                     self._begin(autocommit_options)
                 yield alone
-        except BaseException:
+        except BaseException as error:
             if alone:
                 self._abandon()
             else:
                 self.session.rollback()
+            if isinstance(error, AssertionError):
+                # SQLAlchemy's way of meeting a row of a subclass no imported model defines.
+                self._refuse_unknown_identities(error)
             raise
         if alone:
             self._end_transaction()
+
+    def _refuse_unknown_identities(self, error: AssertionError) -> None:
+        """Raise ``UnknownPolymorphicIdentityError`` if the table has rows of unknown subclasses."""
+        mapper = self.model_class.__mapper__
+        discriminator = mapper.polymorphic_on
+        if discriminator is None:
+            return
+        with self.reading("checking the polymorphic identities"):
+            stored = set(self.session.scalars(select(discriminator).distinct()))
+        unknown = sorted(str(value) for value in stored - set(mapper.polymorphic_map))
+        if unknown:
+            table = mapper.base_mapper.class_.__tablename__
+            raise UnknownPolymorphicIdentityError(
+                table, unknown, self.model_class.__name__
+            ) from error
 
     @contextmanager
     def writing(self, action: str, on_violation: OnViolation | None = None) -> Iterator[None]:
