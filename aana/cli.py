@@ -87,16 +87,36 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.argument("app_path", required=False)
-def migrate(app_path: str | None) -> None:
+@click.option(
+    "--sql",
+    "as_sql",
+    is_flag=True,
+    help="Print the SQL that migrates an empty database instead (offline: no connection).",
+)
+def migrate(app_path: str | None, as_sql: bool) -> None:
     """Apply the package's migrations, then the application's ones.
+
+    Prints each revision applied, or that there was nothing to do.
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    if app_path is None:
-        op.run_alembic_migrations(_target(None)[0])
-    else:
+    settings, migrations = _target(app_path)
+    if as_sql:
+        click.echo(op.offline_sql(settings, migrations), nl=False)
+        return
+    if app_path is not None and load_app(app_path).migration_func is not None:
         load_app(app_path).migrate()
-    click.echo("Database is up to date.")
+        click.echo("Ran the application's migration_func.")
+        return
+    applied: list[str] = []
+    op.run_alembic_migrations(settings, app=migrations, applied=applied)
+    for line in applied:
+        click.echo(f"Applied {line}")
+    click.echo(
+        f"Database is up to date ({len(applied)} revision(s) applied)."
+        if applied
+        else "Database is up to date: nothing to do."
+    )
 
 
 @main.command()
@@ -146,32 +166,60 @@ def history(app_path: str | None) -> None:
 
 
 @main.command()
+@click.argument("app_path", required=False)
+def heads(app_path: str | None) -> None:
+    """Show the newest revision of each branch of the migrations.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    click.echo("\n".join(op.heads(*_target(app_path))))
+
+
+@main.command()
 @click.argument("app_path")
 @click.argument("revision")
 def downgrade(app_path: str, revision: str) -> None:
     """Downgrade to REVISION: an id, LABEL@-1 (one step back) or LABEL@base (all).
 
+    Prints the revisions the database is at afterwards.
+
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    settings, app = _target(app_path)
-    op.downgrade(settings, revision, app)
-    click.echo(f"Database downgraded to {revision}.")
+    settings, migrations = _target(app_path)
+    reached = op.downgrade(settings, revision, migrations)
+    if reached:
+        click.echo("Database downgraded to:")
+        for line in reached:
+            click.echo(f"  {line}")
+    else:
+        click.echo("Database downgraded to base: no migration applied.")
 
 
 @main.command()
 @click.argument("app_path", required=False)
 def check(app_path: str | None) -> None:
-    """Exit non-zero, saying what differs, unless the models match the migrations.
+    """Exit 1 unless the database is at the newest revisions and they match the models.
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    differences = op.compare_with_models(*_target(app_path))
+    settings, migrations = _target(app_path)
+    failed = False
+    pending = op.pending_revisions(settings, migrations)
+    if pending:
+        failed = True
+        click.echo("The database is behind the migrations; pending revisions:", err=True)
+        for line in pending:
+            click.echo(f"  {line}", err=True)
+        click.echo(f"Apply them with: aana migrate {app_path or ''}".rstrip(), err=True)
+    differences = op.compare_with_models(settings, migrations)
     if differences:
+        failed = True
         click.echo("Models and migrations differ:", err=True)
         for difference in differences:
             click.echo(f"  {difference}", err=True)
+    if failed:
         sys.exit(1)
-    click.echo("Models and migrations agree.")
+    click.echo("The database is at the newest revisions; models and migrations agree.")
 
 
 main.add_command(worker)
