@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from aana.configs.settings import Settings
 from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 from aana.exceptions.core import BaseException as AanaException
+from aana.log_config import FORMAT_VARIABLE, FORMATS, LEVEL_VARIABLE, LEVELS, configure_logging
 from aana.storage import op
 from aana.tasks.cli import AppPathUsageError, load_app, tasks, worker
 
@@ -78,11 +79,29 @@ class AanaGroup(click.Group):
 @click.group(cls=AanaGroup)
 @click.version_option(package_name="aana-storage", prog_name="aana")
 @click.option("--verbose", "-v", is_flag=True, help="Show the traceback of an error.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    envvar=LEVEL_VARIABLE,
+    default="INFO",
+    show_default=True,
+    help=f"Least severe log records shown [{LEVEL_VARIABLE}].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    envvar=FORMAT_VARIABLE,
+    default="text",
+    show_default=True,
+    help=f"text (time, level, logger, process, message) or json [{FORMAT_VARIABLE}].",
+)
+def main(verbose: bool, log_level: str, log_format: str) -> None:
     """Manage an aana application's database and its task queue.
 
-    The database comes from DB_CONFIG (JSON or a URL), or from the application of APP_PATH.
+    The database comes from DB_CONFIG (a URL or JSON), or from the application of APP_PATH.
+    Errors are one line (exit 1; 2 for usage and configuration); --verbose adds the traceback.
     """
+    configure_logging(log_level, log_format)
 
 
 @main.command()

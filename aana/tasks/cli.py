@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -122,7 +121,6 @@ def worker(
     from aana.tasks.supervisor import run_workers
     from aana.tasks.worker import WorkerOptions
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
     app = load_app(app_path)
     _require_migrated(app, app_path)
     queue_settings = app.settings.task_queue

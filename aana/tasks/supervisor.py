@@ -17,12 +17,11 @@ import threading
 import time
 from types import FrameType
 
+from aana.log_config import configure_logging
 from aana.tasks.errors import QueueUnavailableError
 from aana.tasks.worker import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
-
-_LOG_FORMAT = "%(asctime)s {name} %(message)s"
 
 
 def run_worker(app_path: str, options: WorkerOptions) -> int:
@@ -49,7 +48,7 @@ def _child(name: str, app_path: str, options: WorkerOptions) -> int:
 
     # Ctrl-C reaches the whole process group; the parent forwards it once, as SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT.format(name=name))
+    configure_logging(process_name=name)  # as the command line: AANA_LOG_LEVEL/FORMAT
     worker = Worker(AanaSDK.from_path(app_path), options)
     parent = os.getppid()
 
