@@ -13,9 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import psycopg
-import psycopg.errors
-from psycopg import sql as pg_sql
 from sqlalchemy import (
     Column,
     Connection,
@@ -36,6 +33,15 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from aana.exceptions.db import DatabaseNotMigratedError
 from aana.storage.types import JsonType, UtcDateTime
+
+try:
+    import psycopg
+    import psycopg.errors
+    from psycopg import sql as pg_sql
+except ImportError:  # SQLite only: the postgresql extra is not installed
+    HAS_PSYCOPG = False
+else:
+    HAS_PSYCOPG = True
 
 SQLITE_BEGIN_OPTION = "aana_sqlite_begin"
 """Execution option naming how a SQLite transaction begins (``"IMMEDIATE"`` takes the
@@ -257,12 +263,16 @@ _SQLITE_VIOLATIONS: dict[str, ViolationKind] = {
     "SQLITE_CONSTRAINT_FOREIGNKEY": "foreign_key",
     "SQLITE_CONSTRAINT_NOTNULL": "not_null",
 }
-_POSTGRESQL_VIOLATIONS: dict[type[Exception], ViolationKind] = {
-    psycopg.errors.UniqueViolation: "unique",
-    psycopg.errors.CheckViolation: "check",
-    psycopg.errors.ForeignKeyViolation: "foreign_key",
-    psycopg.errors.NotNullViolation: "not_null",
-}
+_POSTGRESQL_VIOLATIONS: dict[type[Exception], ViolationKind] = (
+    {
+        psycopg.errors.UniqueViolation: "unique",
+        psycopg.errors.CheckViolation: "check",
+        psycopg.errors.ForeignKeyViolation: "foreign_key",
+        psycopg.errors.NotNullViolation: "not_null",
+    }
+    if HAS_PSYCOPG
+    else {}
+)
 
 
 def violation_of(driver_error: BaseException | None) -> Violation:
@@ -270,14 +280,16 @@ def violation_of(driver_error: BaseException | None) -> Violation:
     if isinstance(driver_error, sqlite3.Error):
         name = getattr(driver_error, "sqlite_errorname", "")
         return Violation(_SQLITE_VIOLATIONS.get(name, "other"))
-    if isinstance(driver_error, psycopg.Error):
+    if HAS_PSYCOPG and isinstance(driver_error, psycopg.Error):
         for error_class, kind in _POSTGRESQL_VIOLATIONS.items():
             if isinstance(driver_error, error_class):
                 return Violation(kind, driver_error.diag.constraint_name)
     return Violation("other")
 
 
-_POSTGRESQL_UNDEFINED = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)
+_POSTGRESQL_UNDEFINED: tuple[type[Exception], ...] = (
+    (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) if HAS_PSYCOPG else ()
+)
 
 
 def missing_schema(

@@ -71,6 +71,11 @@ def _engine_options(settings: DbSettings) -> dict[str, Any]:
     if datastore_type == "sqlite":
         options = dialects.sqlite_engine_options(_sqlite_path(config), settings.connection_timeout)
     else:
+        if not dialects.HAS_PSYCOPG:
+            raise ConfigurationError(
+                "datastore_type 'postgresql' needs the psycopg driver, which is not "
+                "installed; install it with: pip install 'aana-storage[postgresql]'."
+            )
         options = dialects.postgresql_engine_options(
             config, settings.connection_timeout, settings.query_timeout
         )

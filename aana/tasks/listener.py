@@ -14,14 +14,28 @@ import threading
 import time
 from typing import Any
 
-import psycopg
-from psycopg import sql as pg_sql
 from sqlalchemy import Engine
 
-from aana.storage.dialects import TASKS_CHANNEL, change_counter, supports_notifications
+from aana.storage.dialects import (
+    HAS_PSYCOPG,
+    TASKS_CHANNEL,
+    change_counter,
+    supports_notifications,
+)
 from aana.storage.engine import driver_connect_arguments
 
+try:
+    import psycopg
+    from psycopg import sql as pg_sql
+except ImportError:  # SQLite only: the postgresql extra is not installed
+    pass
+
 logger = logging.getLogger(__name__)
+
+
+def _is_psycopg(connection: object) -> bool:
+    return HAS_PSYCOPG and isinstance(connection, psycopg.Connection)
+
 
 _FIRST_LOOK = 0.001  # seconds between looks at SQLite's change counter after a change ...
 _LAST_LOOK = 0.05  # ... backing off to this while nothing changes
@@ -75,7 +89,7 @@ class Listener:
     def backend_pid(self) -> int | None:
         """PostgreSQL: the server process of the listener's connection (None if none)."""
         connection = self._connection
-        if isinstance(connection, psycopg.Connection):
+        if _is_psycopg(connection):
             return int(connection.info.backend_pid)
         return None
 
@@ -145,7 +159,7 @@ class Listener:
         return connection
 
     def _serve(self, connection: Any) -> None:
-        if isinstance(connection, psycopg.Connection):
+        if _is_psycopg(connection):
             self._listen(connection)
         else:
             self._watch(connection)
