@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
@@ -161,7 +161,7 @@ class _Engines:
     """The engines built for one settings object, and the values they were built from."""
 
     owner: weakref.ref[DbSettings]
-    values: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
     sync: Engine | None = None
     asyncio: AsyncEngine | None = None
 
@@ -181,10 +181,11 @@ def _forget(key: int, owner: weakref.ref[DbSettings]) -> None:
         _engines.pop(key, None)
 
 
-def _values_of(settings: DbSettings) -> str:
-    # Everything an engine is built from. Settings can be assigned field by field (or a
-    # datastore_config dict changed in place): engines built from other values are stale.
-    return settings.model_dump_json(warnings=False)
+def _values_of(settings: DbSettings) -> dict[str, Any]:
+    # Everything an engine is built from: the fields' values. Settings can be assigned
+    # field by field, or datastore_config changed in place (hence its copy): an engine
+    # built from other values is stale. Cheap, as it runs on every get_engine().
+    return {**vars(settings), "datastore_config": dict(settings.datastore_config)}
 
 
 def _entry_of(settings: DbSettings) -> _Engines:

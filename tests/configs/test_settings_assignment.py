@@ -81,3 +81,12 @@ def test_maximum_active_tasks_per_user__zero_means_no_limit(
     assert options.maximum_active_tasks_per_user is None
     with pytest.raises(ValidationError):
         TaskQueueSettings(maximum_active_tasks_per_user=-1)
+
+
+def test_datastore_config_changed_in_place__the_next_engine_follows(tmp_path: Path) -> None:
+    settings = DbSettings(datastore_config={"path": str(tmp_path / "first.db")})
+    first = settings.get_engine()
+    settings.datastore_config["path"] = str(tmp_path / "second.db")  # type: ignore[typeddict-item]
+    assert settings.get_engine().url.database == str(tmp_path / "second.db")
+    assert settings.get_engine() is not first
+    settings.get_engine().dispose()
