@@ -68,7 +68,10 @@ def _engine_options(settings: DbSettings) -> dict[str, Any]:
         options = dialects.sqlite_engine_options(_sqlite_path(config), settings.connection_timeout)
     else:
         options = dialects.postgresql_engine_options(
-            config, settings.connection_timeout, settings.query_timeout
+            config,
+            settings.connection_timeout,
+            settings.query_timeout,
+            settings.idle_in_transaction_timeout,
         )
     options.update(
         pool_size=settings.pool_size,

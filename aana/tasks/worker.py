@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import queue
 import signal
 import threading
@@ -107,7 +109,15 @@ class Worker:
     def __init__(self, app: TaskQueueMixin, options: WorkerOptions | None = None) -> None:
         self.app = app
         self.options = options or WorkerOptions.from_settings(app.settings.task_queue)
-        self.manager = QueueManager(app.settings.db_config.get_engine())
+        self._db = app.settings.db_config
+        self._own_engine = not self._db.idle_in_transaction_timeout
+        if self._own_engine:
+            # A worker's transactions are a few statements long. One left idle (its
+            # worker cut off mid-transaction) is ended by the server, releasing its rows,
+            # no later than the worker's tasks would expire anyway.
+            limit = max(1, math.ceil(self.options.heartbeat_timeout))
+            self._db = self._db.model_copy(update={"idle_in_transaction_timeout": limit})
+        self.manager = QueueManager(self._db.get_engine())
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stopped_maintenance = threading.Event()
@@ -117,6 +127,7 @@ class Worker:
         self._running: dict[Any, Job] = {}
         self._running_lock = threading.Lock()
         self._grace_deadline = float("inf")
+        self._exit_timers: list[threading.Timer] = []
         self._listener = Listener(self.manager.engine, self._wake)
         self.processed = 0
 
@@ -160,6 +171,10 @@ class Worker:
             self._listener.stop()
             maintenance.join(timeout=5)
             restore()
+            for timer in self._exit_timers:
+                timer.cancel()  # stopped in time
+            if self._own_engine:
+                self.manager.engine.dispose()
             logger.info("worker stopped after %d task(s)", self.processed)
 
     # --- the main loop ---
@@ -412,9 +427,15 @@ class Worker:
             if self._stopping.is_set():
                 logger.warning("second signal: handing back running tasks now")
                 self.stop(grace=0)
+                self._exit_timers.append(_exit_after(_LAST_CALLS, "second signal"))
             else:
                 logger.info("signal %d: finishing running tasks, claiming no more", signum)
                 self.stop()
+                # The database may be unreachable, and a call to it blocked until the
+                # connection gives up: the process ends all the same. Tasks left running
+                # expire and run again elsewhere.
+                deadline = self.options.shutdown_grace + _LAST_CALLS
+                self._exit_timers.append(_exit_after(deadline, "signal"))
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
@@ -423,6 +444,25 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
+
+
+_LAST_CALLS = 15.0
+"""Seconds a stopping worker may spend on its last database calls (storing results,
+handing tasks back) before the process exits regardless."""
+
+
+def _exit_after(seconds: float, why: str) -> threading.Timer:
+    """End the process in ``seconds`` unless the timer is cancelled before."""
+
+    def exit_now() -> None:
+        logger.error("%s: still not stopped after %.0f s, exiting now", why, seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _one_line(error: BaseException) -> str:
