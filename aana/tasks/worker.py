@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from aana.exceptions.core import BaseException as AanaException
+from aana.exceptions.db import DatabaseConnectionException
 from aana.storage.models.task import Status
 from aana.tasks.errors import (
     QueueUnavailableError,
@@ -237,6 +240,19 @@ class Worker:
         except Exception as error:
             if not outcomes:
                 self._claim_failed(error)
+                return 0
+            if _database_unavailable(error):
+                # Nothing was refused: the database could not be reached (or was busy).
+                # The outcomes are kept and stored once it answers again.
+                if self.options.burst:
+                    reason = f"storing results failed: {_one_line(error)}"
+                    raise QueueUnavailableError(reason) from error
+                logger.error(
+                    "storing %d outcome(s) failed: %s; kept, retrying",
+                    len(outcomes),
+                    _one_line(error),
+                )
+                self._stopping.wait(0.5)
                 return 0
             logger.warning(
                 "storing %d outcome(s) together failed (%s); storing them one by one",
@@ -463,6 +479,22 @@ def _exit_after(seconds: float, why: str) -> threading.Timer:
     timer.daemon = True
     timer.start()
     return timer
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) says the database could not be used.
+
+    A lost or refused connection, or SQLite's lock held too long, as opposed to a
+    statement the database refused (a value it cannot store, a trigger's exception).
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DatabaseConnectionException | OperationalError):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _one_line(error: BaseException) -> str:
