@@ -110,6 +110,7 @@ def connection_error(url: URL, error: BaseException) -> DatabaseConnectionExcept
 def _configure(engine: Engine, settings: DbSettings) -> None:
     if engine.dialect.name == "sqlite":
         dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
+    dialects.begin_when_needed(engine)
     _report_errors(engine)
 
 
