@@ -166,6 +166,9 @@ class DbSettings(BaseSettings):
         pool_recycle: Seconds after which a pooled connection is replaced.
         query_timeout: Seconds a statement may run (PostgreSQL); 0 means no limit.
         connection_timeout: Seconds to wait for a connection, or for SQLite's write lock.
+        idle_in_transaction_timeout: Seconds a PostgreSQL session may sit idle inside a
+            transaction before the server ends it (releasing its locks); 0 means no
+            limit. Workers set it for their own connections.
 
     """
 
@@ -189,6 +192,7 @@ class DbSettings(BaseSettings):
     pool_recycle: int = Field(default=3600, ge=-1)
     query_timeout: int = Field(default=30, ge=0)
     connection_timeout: int = Field(default=10, ge=1)
+    idle_in_transaction_timeout: int = Field(default=0, ge=0)
 
     @model_validator(mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,11 +72,13 @@ class utcnow(FunctionElement[Any]):
 @compiles(utcnow, "postgresql")
 def _utcnow_postgresql(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
     # The statement's clock, not the transaction's start (now()): a claim or heartbeat
-    # that waited inside its transaction is not born already expired.
+    # sent late in a long transaction is not born already expired. One value for the
+    # whole statement, as SQLite's 'now' is: rows inserted together share it, and a new
+    # row's created_at and updated_at are equal.
     if not element.clauses.clauses:
-        return "clock_timestamp()"
+        return "statement_timestamp()"
     shift = compiler.process(element.clauses, **kw)
-    return f"(clock_timestamp() + {shift} * interval '1 second')"
+    return f"(statement_timestamp() + {shift} * interval '1 second')"
 
 
 @compiles(utcnow, "sqlite")
@@ -227,6 +230,68 @@ def autocommit_options(dialect: Dialect) -> dict[str, Any]:
     if dialect.name == "sqlite":
         return {SQLITE_BEGIN_OPTION: None}
     return {"isolation_level": "AUTOCOMMIT"}
+
+
+READS_ALONE_OPTION = "aana_reads_alone"
+"""Execution option of a connection whose reads run alone, in autocommit, until a
+statement of another kind turns its session's transaction into a real one."""
+
+_reading_alone: ContextVar[bool] = ContextVar("aana_reading_alone", default=False)
+
+
+def reads_alone_options(dialect: Dialect) -> dict[str, Any]:
+    """Execution options of a session transaction begun for reads that run alone.
+
+    Each read runs in autocommit (one round trip, and it sees what others committed),
+    and the transaction stays open for the next read at no cost. The first other
+    statement (a flush, a query of the application's own) begins a real transaction
+    first, so the session behaves as any SQLAlchemy session from then on.
+    """
+    return {**autocommit_options(dialect), READS_ALONE_OPTION: True}
+
+
+@contextmanager
+def read_alone() -> Iterator[None]:
+    """Mark the statements run in the block as reads that may run alone."""
+    token = _reading_alone.set(True)
+    try:
+        yield
+    finally:
+        _reading_alone.reset(token)
+
+
+def in_driver_transaction(dbapi_connection: Any, dialect: Dialect) -> bool:
+    """Whether statements sent now on this driver connection run inside a transaction."""
+    if dialect.name == "sqlite":
+        return bool(dbapi_connection.in_transaction)  # BEGIN was sent
+    return not dbapi_connection.autocommit  # psycopg begins one by itself unless autocommit
+
+
+def begin_when_needed(engine: Engine) -> None:
+    """Make a reads-alone connection begin a real transaction before any other statement."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin_when_needed(
+        connection: Connection,
+        cursor: Any,
+        _statement: str,
+        _parameters: Any,
+        context: Any,
+        _executemany: bool,
+    ) -> None:
+        if _reading_alone.get() or not connection.get_execution_options().get(READS_ALONE_OPTION):
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        if in_driver_transaction(dbapi_connection, connection.dialect):
+            return
+        if connection.dialect.name != "sqlite":
+            dbapi_connection.autocommit = False  # type: ignore[union-attr]
+            return
+        reads = context is not None and not (
+            context.isinsert or context.isupdate or context.isdelete or context.isddl
+        )
+        reads = reads and not getattr(context, "is_text", False)
+        cursor.execute("BEGIN" if reads else "BEGIN IMMEDIATE")
 
 
 def write_options(dialect: Dialect) -> dict[str, Any]:

@@ -77,7 +77,10 @@ def _engine_options(settings: DbSettings) -> dict[str, Any]:
                 "installed; install it with: pip install 'aana-storage[postgresql]'."
             )
         options = dialects.postgresql_engine_options(
-            config, settings.connection_timeout, settings.query_timeout
+            config,
+            settings.connection_timeout,
+            settings.query_timeout,
+            settings.idle_in_transaction_timeout,
         )
     options.update(
         pool_size=settings.pool_size,
@@ -136,6 +139,7 @@ def connection_error(url: URL, error: BaseException) -> DatabaseConnectionExcept
 def _configure(engine: Engine, settings: DbSettings) -> None:
     if engine.dialect.name == "sqlite":
         dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
+    dialects.begin_when_needed(engine)
     _report_errors(engine)
 
 

@@ -13,12 +13,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.orm import Session
 
 from aana.storage import dialects, queue_sql
+from aana.storage.bulk import insert_rows
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.queue_sql import FINISHED, Attempt, ClaimRequest
@@ -97,18 +98,10 @@ class QueueManager:
             return ids
         if not ids:
             return []
-        rows = [
-            {
-                "id": task_id,
-                "endpoint": endpoint,
-                "data": data,
-                "priority": priority,
-                "user": user_id,
-            }
-            for task_id, data in zip(ids, encoded, strict=True)
-        ]
+        table = cast(Table, TaskEntity.__table__)
+        same = {"endpoint": endpoint, "priority": priority, "user_id": user_id}
         with self._writing(f"deferring {len(ids)} tasks") as connection:
-            connection.execute(queue_sql.new_task(), rows)
+            insert_rows(connection, table, {"id": ids, "data": encoded}, same, encoded={"data"})
         return ids
 
     def claim(

@@ -34,7 +34,11 @@ def run_worker(app_path: str, options: WorkerOptions) -> int:
     """
     from aana.sdk import AanaSDK
 
-    worker = Worker(AanaSDK.from_path(app_path), options)
+    return _run(Worker(AanaSDK.from_path(app_path), options))
+
+
+def _run(worker: Worker) -> int:
+    """Run ``worker`` until it stops: 0, or 1 if it could not reach its queue."""
     try:
         worker.run()
     except QueueUnavailableError as error:
@@ -62,12 +66,7 @@ def _child(name: str, app_path: str, options: WorkerOptions) -> int:
             time.sleep(0.5)
 
     threading.Thread(target=watch_parent, name="aana-parent-watch", daemon=True).start()
-    try:
-        worker.run()
-    except QueueUnavailableError as error:
-        logger.error("worker stopped: %s", error)
-        return 1
-    return 0
+    return _run(worker)
 
 
 def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:

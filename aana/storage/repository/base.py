@@ -16,7 +16,14 @@ from aana.exceptions.db import (
     UnknownPolymorphicIdentityError,
 )
 from aana.storage.checks import check_page
-from aana.storage.dialects import autocommit_options, write_options
+from aana.storage.dialects import (
+    READS_ALONE_OPTION,
+    autocommit_options,
+    in_driver_transaction,
+    read_alone,
+    reads_alone_options,
+    write_options,
+)
 from aana.storage.errors import OnViolation, translate_errors
 from aana.storage.models.base import BaseEntity
 
@@ -69,20 +76,28 @@ class BaseRepository(Generic[T]):
 
     @contextmanager
     def reading(self, action: str) -> Iterator[bool]:
-        """Run a read; yields whether it runs on its own, outside any transaction.
+        """Run a read; yields whether it runs alone, outside any transaction.
 
         Outside a transaction (and with nothing unsaved), the read runs in autocommit:
-        one round trip, and it sees what others committed until now. Inside a
-        transaction it is part of it, as any query of the session. A failed read rolls
-        the session back (PostgreSQL refuses anything else until then) and raises an
-        aana exception.
+        one round trip, and it sees what others committed until now. The session stays
+        in a transaction begun for such reads, so the next one costs nothing more; the
+        first statement of another kind (a flush, a query of your own) begins a real
+        transaction first. Inside a transaction of yours a read is part of it, as any
+        query of the session. A failed read rolls the session back (PostgreSQL refuses
+        anything else until then) and raises an aana exception.
         """
-        alone = not self.session.in_transaction() and not self._has_pending_changes()
+        alone = self._reading_alone()
         try:
             with translate_errors(action):
+                if not alone and not self.session.in_transaction():
+                    alone = not self._has_pending_changes()
+                    if alone:
+                        self._begin(reads_alone_options)
                 if alone:
-                    self._begin(autocommit_options)
-                yield alone
+                    with read_alone():
+                        yield True
+                else:
+                    yield False
         except BaseException as error:
             if alone:
                 self._abandon()
@@ -92,8 +107,19 @@ class BaseRepository(Generic[T]):
                 # SQLAlchemy's way of meeting a row of a subclass no imported model defines.
                 self._refuse_unknown_identities(error)
             raise
-        if alone:
-            self._end_transaction()
+
+    def _reading_alone(self) -> bool:
+        """Whether the session's transaction was begun for reads alone, and still is."""
+        session = self.session
+        if not session.in_transaction() or not session.is_active:
+            return False
+        if self._has_pending_changes():
+            return False
+        connection = session.connection(bind_arguments={"mapper": self.model_class})
+        if not connection.get_execution_options().get(READS_ALONE_OPTION):
+            return False
+        dbapi_connection = connection.connection.dbapi_connection
+        return not in_driver_transaction(dbapi_connection, connection.dialect)
 
     def _refuse_unknown_identities(self, error: AssertionError) -> None:
         """Raise ``UnknownPolymorphicIdentityError`` if the table has rows of unknown subclasses."""
