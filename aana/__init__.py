@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aana.sdk import AanaSDK
 
-__all__ = ["AanaSDK"]
+__all__ = ["AanaSDK", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,4 +14,8 @@ def __getattr__(name: str) -> Any:
         from aana.sdk import AanaSDK
 
         return AanaSDK
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("aana-storage")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

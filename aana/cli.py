@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import traceback
+from typing import Any
 
 import click
 from alembic.util import CommandError
+from sqlalchemy.exc import SQLAlchemyError
 
 from aana.configs.settings import Settings
-from aana.exceptions.migrations import MigrationException
+from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
+from aana.exceptions.core import BaseException as AanaException
+from aana.log_config import FORMAT_VARIABLE, FORMATS, LEVEL_VARIABLE, LEVELS, configure_logging
 from aana.storage import op
 from aana.tasks.cli import AppPathUsageError, load_app, tasks, worker
+
+USAGE_EXIT_CODE = 2
+"""Exit code of a usage or configuration error (as click's own usage errors)."""
+
+
+class CommandFailed(click.ClickException):
+    """An error shown as one ``Error: ...`` line; exit code 1."""
+
+
+class ConfigurationFailed(CommandFailed):
+    """A configuration error shown as one ``Error: ...`` line; exit code 2, as usage errors."""
+
+    exit_code = USAGE_EXIT_CODE
 
 
 def _target(app_path: str | None) -> tuple[Settings, op.AppMigrations | None]:
@@ -25,33 +41,101 @@ def _target(app_path: str | None) -> tuple[Settings, op.AppMigrations | None]:
     return app.settings, app.migrations
 
 
-@contextmanager
-def _reported() -> Iterator[None]:
-    """Show migration errors as one line and a non-zero exit, not as a traceback."""
-    try:
-        yield
-    except (MigrationException, CommandError) as error:
-        raise click.ClickException(str(error)) from error
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
-@click.group()
-def main() -> None:
-    """Manage an aana application's database."""
+class AanaGroup(click.Group):
+    """The ``aana`` group: aana's exceptions become one ``Error: ...`` line and an exit code.
+
+    Configuration errors exit 2 (like usage errors), other failures 1. ``--verbose``
+    also prints the traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, reporting aana's exceptions as one line."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except (ConfigurationError, MissingConfigKeyError) as error:
+            self._show_traceback(ctx)
+            raise ConfigurationFailed(str(error)) from error
+        except (AanaException, CommandError) as error:
+            self._show_traceback(ctx)
+            raise CommandFailed(str(error)) from error
+        except SQLAlchemyError as error:
+            # Not translated by a repository (a migration command, for example).
+            self._show_traceback(ctx)
+            raise CommandFailed(f"the database refused: {_one_line(error)}") from error
+
+    @staticmethod
+    def _show_traceback(ctx: click.Context) -> None:
+        if ctx.params.get("verbose"):
+            traceback.print_exc(file=sys.stderr)
+
+
+@click.group(cls=AanaGroup)
+@click.version_option(package_name="aana-storage", prog_name="aana")
+@click.option("--verbose", "-v", is_flag=True, help="Show the traceback of an error.")
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    envvar=LEVEL_VARIABLE,
+    default="INFO",
+    show_default=True,
+    help=f"Least severe log records shown [{LEVEL_VARIABLE}].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    envvar=FORMAT_VARIABLE,
+    default="text",
+    show_default=True,
+    help=f"text (time, level, logger, process, message) or json [{FORMAT_VARIABLE}].",
+)
+def main(verbose: bool, log_level: str, log_format: str) -> None:
+    """Manage an aana application's database and its task queue.
+
+    The database comes from DB_CONFIG (a URL or JSON), or from the application of APP_PATH.
+    Errors are one line (exit 1; 2 for usage and configuration); --verbose adds the traceback.
+    """
+    configure_logging(log_level, log_format)
 
 
 @main.command()
 @click.argument("app_path", required=False)
-def migrate(app_path: str | None) -> None:
+@click.option(
+    "--sql",
+    "as_sql",
+    is_flag=True,
+    help="Print the SQL that migrates an empty database instead (offline: no connection).",
+)
+def migrate(app_path: str | None, as_sql: bool) -> None:
     """Apply the package's migrations, then the application's ones.
+
+    Prints each revision applied, or that there was nothing to do.
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        if app_path is None:
-            op.run_alembic_migrations(_target(None)[0])
-        else:
-            load_app(app_path).migrate()
-    click.echo("Database is up to date.")
+    settings, migrations = _target(app_path)
+    if as_sql:
+        click.echo(op.offline_sql(settings, migrations), nl=False)
+        return
+    if app_path is not None and load_app(app_path).migration_func is not None:
+        load_app(app_path).migrate()
+        click.echo("Ran the application's migration_func.")
+        return
+    applied: list[str] = []
+    op.run_alembic_migrations(settings, app=migrations, applied=applied)
+    for line in applied:
+        click.echo(f"Applied {line}")
+    click.echo(
+        f"Database is up to date ({len(applied)} revision(s) applied)."
+        if applied
+        else "Database is up to date: nothing to do."
+    )
 
 
 @main.command()
@@ -72,8 +156,7 @@ def revision(app_path: str, message: str, autogenerate: bool) -> None:
         raise AppPathUsageError(
             f"{app_path!r} has no migrations folder: pass migrations_path= to it"
         )
-    with _reported():
-        path = op.generate_revision(settings, app, message, autogenerate=autogenerate)
+    path = op.generate_revision(settings, app, message, autogenerate=autogenerate)
     if path is None:
         click.echo("No changes in the application's models; no revision written.")
     else:
@@ -87,8 +170,7 @@ def current(app_path: str | None) -> None:
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        lines = op.current_revisions(*_target(app_path))
+    lines = op.current_revisions(*_target(app_path))
     click.echo("\n".join(lines) if lines else "No migration applied yet.")
 
 
@@ -99,8 +181,17 @@ def history(app_path: str | None) -> None:
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        click.echo("\n".join(op.history(*_target(app_path))))
+    click.echo("\n".join(op.history(*_target(app_path))))
+
+
+@main.command()
+@click.argument("app_path", required=False)
+def heads(app_path: str | None) -> None:
+    """Show the newest revision of each branch of the migrations.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    click.echo("\n".join(op.heads(*_target(app_path))))
 
 
 @main.command()
@@ -109,33 +200,49 @@ def history(app_path: str | None) -> None:
 def downgrade(app_path: str, revision: str) -> None:
     """Downgrade to REVISION: an id, LABEL@-1 (one step back) or LABEL@base (all).
 
+    Prints the revisions the database is at afterwards.
+
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    settings, app = _target(app_path)
-    with _reported():
-        op.downgrade(settings, revision, app)
-    click.echo(f"Database downgraded to {revision}.")
+    settings, migrations = _target(app_path)
+    reached = op.downgrade(settings, revision, migrations)
+    if reached:
+        click.echo("Database downgraded to:")
+        for line in reached:
+            click.echo(f"  {line}")
+    else:
+        click.echo("Database downgraded to base: no migration applied.")
 
 
 @main.command()
 @click.argument("app_path", required=False)
 def check(app_path: str | None) -> None:
-    """Exit non-zero, saying what differs, unless the models match the migrations.
+    """Exit 1 unless the database is at the newest revisions and they match the models.
 
     APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
     """
-    with _reported():
-        differences = op.compare_with_models(*_target(app_path))
+    settings, migrations = _target(app_path)
+    failed = False
+    pending = op.pending_revisions(settings, migrations)
+    if pending:
+        failed = True
+        click.echo("The database is behind the migrations; pending revisions:", err=True)
+        for line in pending:
+            click.echo(f"  {line}", err=True)
+        click.echo(f"Apply them with: aana migrate {app_path or ''}".rstrip(), err=True)
+    differences = op.compare_with_models(settings, migrations)
     if differences:
+        failed = True
         click.echo("Models and migrations differ:", err=True)
         for difference in differences:
             click.echo(f"  {difference}", err=True)
+    if failed:
         sys.exit(1)
-    click.echo("Models and migrations agree.")
+    click.echo("The database is at the newest revisions; models and migrations agree.")
 
 
 main.add_command(worker)
 main.add_command(tasks)
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="aana")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aana.configs.settings import Settings
-from aana.configs.settings import settings as default_settings
 from aana.exceptions.config import (
     AppAttributeNotFoundError,
     AppModuleNotFoundError,
@@ -98,7 +97,11 @@ class AanaSDK(TaskQueueMixin):
     @property
     def settings(self) -> Settings:
         """The settings in force: the ones given, else the process-wide ones as they are now."""
-        return self._settings if self._settings is not None else default_settings
+        if self._settings is not None:
+            return self._settings
+        from aana.configs.settings import settings as default_settings
+
+        return default_settings
 
     @property
     def migrations(self) -> AppMigrations | None:

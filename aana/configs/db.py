@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from enum import Enum
 from os import PathLike
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NotRequired
 
 from pydantic import (
     Field,
@@ -19,6 +19,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from typing_extensions import TypedDict
@@ -44,13 +45,102 @@ class SQLiteConfig(TypedDict):
 
 
 class PostgreSQLConfig(TypedDict):
-    """How to reach a PostgreSQL database."""
+    """How to reach a PostgreSQL database.
+
+    Without ``password``, libpq finds one as ``psql`` does: ``PGPASSWORD``, ``~/.pgpass``
+    (or ``PGPASSFILE``), or none for trust and peer authentication.
+    """
 
     host: str
     port: int
     user: str
-    password: str
+    password: NotRequired[str]
     database: str
+
+
+OPTIONAL_KEYS = frozenset({"password"})
+"""Keys of a datastore_config that may be left out (``__required_keys__`` cannot tell:
+the annotations of this module are strings)."""
+
+SQLITE_EXAMPLE = (
+    'sqlite:////var/lib/aana_data or {"datastore_config": {"path": "/var/lib/aana_data"}}'
+)
+POSTGRESQL_EXAMPLE = (
+    "postgresql://user@host:5432/database (the password from PGPASSWORD or ~/.pgpass) or "
+    '{"datastore_type": "postgresql", "datastore_config": {"host": "host", "port": 5432, '
+    '"user": "user", "database": "database"}}'
+)
+
+
+def example_for(datastore: object) -> str:
+    """A DB_CONFIG example for the datastore the user asked for (SQLite if unknown)."""
+    return POSTGRESQL_EXAMPLE if "postgres" in str(datastore).lower() else SQLITE_EXAMPLE
+
+
+def config_from_url(url: str) -> dict[str, Any]:
+    """``datastore_type`` and ``datastore_config`` from a database URL.
+
+    ``postgresql://user[:password]@host[:port]/database`` (any ``postgresql+driver``) or
+    ``sqlite:///relative/path``, ``sqlite:////absolute/path``; parsed by SQLAlchemy's
+    ``make_url``.
+
+    Raises:
+        ConfigurationError: The URL cannot be parsed, names another database, or lacks
+            a part aana needs; the message shows a URL that works.
+
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise ConfigurationError(
+            f"DB_CONFIG is neither JSON nor a database URL; use {SQLITE_EXAMPLE}, or "
+            f"{POSTGRESQL_EXAMPLE}."
+        ) from None
+    backend = parsed.get_backend_name()
+    if parsed.query:
+        raise ConfigurationError(
+            f"the DB_CONFIG URL has query parameters ({', '.join(sorted(parsed.query))}), "
+            "which aana does not pass on; remove them (libpq's PG* environment variables, "
+            f"such as PGSSLMODE, apply to PostgreSQL), e.g. {example_for(backend)}."
+        )
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigurationError(
+                f"the DB_CONFIG URL {parsed.render_as_string()!r} names no database file "
+                f"(an in-memory database is not shared between connections); use {SQLITE_EXAMPLE}."
+            )
+        return {"datastore_type": DbType.SQLITE, "datastore_config": {"path": parsed.database}}
+    if backend in ("postgresql", "postgres"):
+        missing = [
+            part
+            for part, value in (
+                ("user", parsed.username),
+                ("host", parsed.host),
+                ("database", parsed.database),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"the DB_CONFIG URL lacks the {' and '.join(missing)}; use {POSTGRESQL_EXAMPLE}."
+            )
+        config: dict[str, Any] = {
+            "host": parsed.host,
+            "port": parsed.port or 5432,
+            "user": parsed.username,
+            "database": parsed.database,
+        }
+        if parsed.password is not None:
+            config["password"] = parsed.password
+        return {"datastore_type": DbType.POSTGRESQL, "datastore_config": config}
+    supported = ", ".join(repr(member.value) for member in DbType)
+    raise ConfigurationError(
+        f"the DB_CONFIG URL is for {backend!r}, which is not supported; use one of "
+        f"{supported}: {SQLITE_EXAMPLE}, or {POSTGRESQL_EXAMPLE}."
+    )
 
 
 def _as_mapping(value: Any) -> dict[str, Any]:
@@ -76,15 +166,21 @@ class DbSettings(BaseSettings):
         pool_recycle: Seconds after which a pooled connection is replaced.
         query_timeout: Seconds a statement may run (PostgreSQL); 0 means no limit.
         connection_timeout: Seconds to wait for a connection, or for SQLite's write lock.
+        idle_in_transaction_timeout: Seconds a PostgreSQL session may sit idle inside a
+            transaction before the server ends it (releasing its locks); 0 means no
+            limit. Workers set it for their own connections.
 
     """
 
-    # Frozen: a settings object's engine is built from it once, so it must not change
-    # under the engine; model_copy(update=...) makes new settings, with their own engine.
-    # The prefix keeps stray variables (POOL_SIZE ...) out; DB_CONFIG__POOL_SIZE=3 means
-    # the same here and in Settings.
+    # Fields can be assigned (code written for the original SDK does), and are checked
+    # when they are: the next get_engine() builds an engine for the new values. The prefix
+    # keeps stray variables (POOL_SIZE ...) out; DB_CONFIG__POOL_SIZE=3 means the same
+    # here and in Settings.
     model_config = SettingsConfigDict(
-        extra="ignore", hide_input_in_errors=True, frozen=True, env_prefix="DB_CONFIG__"
+        extra="ignore",
+        hide_input_in_errors=True,
+        validate_assignment=True,
+        env_prefix="DB_CONFIG__",
     )
 
     datastore_type: DbType | str = DbType.SQLITE
@@ -96,6 +192,29 @@ class DbSettings(BaseSettings):
     pool_recycle: int = Field(default=3600, ge=-1)
     query_timeout: int = Field(default=30, ge=0)
     connection_timeout: int = Field(default=10, ge=1)
+    idle_in_transaction_timeout: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_as_fields(cls, data: Any) -> Any:
+        # DB_CONFIG (or db_config=) may be a URL; its other keys (DB_CONFIG__POOL_SIZE)
+        # arrive beside it as "url".
+        if isinstance(data, str):
+            data = {"url": data}
+        if isinstance(data, dict) and isinstance(data.get("url"), str):
+            rest = {key: value for key, value in data.items() if key != "url"}
+            return {**rest, **config_from_url(data["url"])}
+        return data
+
+    @classmethod
+    def from_url(cls, url: str, **settings: Any) -> DbSettings:
+        """Settings for the database at ``url`` (*ours*), with other ``settings`` as keywords.
+
+        Raises:
+            ConfigurationError: The URL is not one aana can use; the message says why.
+
+        """
+        return cls(**settings, **config_from_url(url))
 
     @field_validator("datastore_type")
     @classmethod
@@ -131,7 +250,7 @@ class DbSettings(BaseSettings):
         config_type: type[Any] = (
             SQLiteConfig if datastore_type is DbType.SQLITE else PostgreSQLConfig
         )
-        required = tuple(config_type.__annotations__)
+        required = tuple(key for key in config_type.__annotations__ if key not in OPTIONAL_KEYS)
         for key in required:
             if key not in self.datastore_config:
                 raise MissingConfigKeyError(key, datastore_type.value, required)
@@ -153,6 +272,7 @@ class DbSettings(BaseSettings):
         """The engine for these settings, built on the first call and reused after.
 
         Each settings object has its own engine, also when another one compares equal.
+        After a field is assigned, the next call builds an engine for the new values.
 
         Raises:
             ValueError: ``datastore_type`` is not supported.

@@ -5,12 +5,14 @@ from aana.exceptions.db import (
     ConstraintViolationException,
     DatabaseConnectionException,
     DatabaseException,
+    DatabaseNotMigratedError,
     InvalidInputException,
     InvalidJsonException,
     InvalidTypeException,
     InvalidValueException,
     MediaIdAlreadyExistsException,
     NotFoundException,
+    UnknownPolymorphicIdentityError,
 )
 
 __all__ = [
@@ -18,10 +20,12 @@ __all__ = [
     "ConstraintViolationException",
     "DatabaseConnectionException",
     "DatabaseException",
+    "DatabaseNotMigratedError",
     "InvalidInputException",
     "InvalidJsonException",
     "InvalidTypeException",
     "InvalidValueException",
     "MediaIdAlreadyExistsException",
     "NotFoundException",
+    "UnknownPolymorphicIdentityError",
 ]

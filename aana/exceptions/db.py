@@ -86,6 +86,56 @@ class InvalidJsonException(InvalidTypeException, ValueError):
     """A value cannot be stored as JSON: both a ``TypeError`` and a ``ValueError``."""
 
 
+class DatabaseNotMigratedError(DatabaseException):
+    """The database lacks a table or column the models use (*ours*): run the migrations.
+
+    ``missing`` names what is missing when it is known (``"table tasks"``,
+    ``"column video.duration"``).
+    """
+
+    http_status_code = 503
+
+    def __init__(self, missing: list[str] | None = None, cause: str | None = None) -> None:
+        if missing:
+            found = f"The database lacks {', '.join(missing)}"
+        else:
+            found = "The database lacks a table or column that the models use"
+            found += f" ({cause})" if cause else ""
+        super().__init__(
+            f"{found}: its schema is behind the models; run `aana migrate APP` first "
+            "(APP: your application, e.g. myapp.main:aana_app; `aana migrate` alone for "
+            "aana's own tables).",
+            missing=list(missing or []),
+        )
+        self.missing = list(missing or [])
+
+
+class UnknownPolymorphicIdentityError(DatabaseException):
+    """A row belongs to a subclass no imported model defines (*ours*).
+
+    Rows saved through an application's subclass (``ExtendedVideoEntity``) are read
+    through the parent's repository only once the module defining the subclass is
+    imported.
+    """
+
+    http_status_code = 500
+
+    def __init__(self, table_name: str, identities: list[str], parent: str) -> None:
+        named = ", ".join(repr(identity) for identity in identities)
+        super().__init__(
+            f"rows of the table {table_name!r} have the polymorphic identity {named}, which "
+            f"no imported model defines. Import the module that defines the subclass of "
+            f"{parent} with polymorphic_identity={identities[0]!r} (your application's "
+            "models module, e.g. the one that creates your AanaSDK) before reading them.",
+            table_name=table_name,
+            identities=identities,
+            parent=parent,
+        )
+        self.table_name = table_name
+        self.identities = identities
+        self.parent = parent
+
+
 class TaskAlreadyFinishedException(BaseException, ValueError):
     """The task ended (completed, failed or cancelled) and cannot be cancelled (*ours*)."""
 

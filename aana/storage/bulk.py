@@ -11,11 +11,21 @@ the ORM's ``load`` events fire for them.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Integer, Table, TypeDecorator, insert, select
+from sqlalchemy import (
+    Column,
+    ColumnDefault,
+    Connection,
+    Integer,
+    Table,
+    TypeDecorator,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from aana.storage import dialects
@@ -131,3 +141,45 @@ def insert_and_load(
                 f"row {missing} of {table.name} was not found after the bulk insert; "
                 "nothing was kept"
             ) from None
+
+
+def insert_rows(
+    connection: Connection,
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    same: Mapping[str, Any] | None = None,
+    encoded: Collection[str] = (),
+) -> None:
+    """Insert rows given column by column in one bulk operation, returning nothing.
+
+    Values are checked and converted by their columns' types, except those of the
+    ``encoded`` columns, already in the form the driver takes (JSON text, say). Columns
+    not given take their scalar defaults; server defaults apply as usual. PostgreSQL
+    streams many rows with ``COPY`` (see ``aana.storage.dialects.insert_many``).
+
+    Args:
+        connection: The connection, in the transaction to insert in.
+        table: The table.
+        columns: Values by column key, one per row (all of the same length).
+        same: Values by column key that every row takes.
+        encoded: Keys of columns whose values are already converted for the driver.
+
+    """
+    same = dict(same or {})
+    count = len(next(iter(columns.values())))
+    for column in table.c:
+        default = column.default
+        if column.key in columns or column.key in same or default is None:
+            continue
+        if isinstance(default, ColumnDefault) and default.is_scalar:
+            same[column.key] = default.arg
+    dialect = connection.dialect
+    names: list[str] = []
+    converted: list[Sequence[Any]] = []
+    for key, values in [*columns.items(), *((key, [value]) for key, value in same.items())]:
+        column = table.c[key]
+        process = None if key in encoded else column.type.bind_processor(dialect)
+        values = [process(value) for value in values] if process else values
+        converted.append(values if key in columns else list(repeat(values[0], count)))
+        names.append(column.name)
+    dialects.insert_many(connection, table, names, list(zip(*converted, strict=True)))

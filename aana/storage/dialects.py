@@ -10,12 +10,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import psycopg
-import psycopg.errors
-from psycopg import sql as pg_sql
 from sqlalchemy import (
     Column,
     Connection,
@@ -37,7 +35,17 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from aana.exceptions.db import DatabaseNotMigratedError
 from aana.storage.types import JsonType, UtcDateTime
+
+try:
+    import psycopg
+    import psycopg.errors
+    from psycopg import sql as pg_sql
+except ImportError:  # SQLite only: the postgresql extra is not installed
+    HAS_PSYCOPG = False
+else:
+    HAS_PSYCOPG = True
 
 SQLITE_BEGIN_OPTION = "aana_sqlite_begin"
 """Execution option naming how a SQLite transaction begins (``"IMMEDIATE"`` takes the
@@ -67,11 +75,13 @@ class utcnow(FunctionElement[Any]):
 @compiles(utcnow, "postgresql")
 def _utcnow_postgresql(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
     # The statement's clock, not the transaction's start (now()): a claim or heartbeat
-    # that waited inside its transaction is not born already expired.
+    # sent late in a long transaction is not born already expired. One value for the
+    # whole statement, as SQLite's 'now' is: rows inserted together share it, and a new
+    # row's created_at and updated_at are equal.
     if not element.clauses.clauses:
-        return "clock_timestamp()"
+        return "statement_timestamp()"
     shift = compiler.process(element.clauses, **kw)
-    return f"(clock_timestamp() + {shift} * interval '1 second')"
+    return f"(statement_timestamp() + {shift} * interval '1 second')"
 
 
 @compiles(utcnow, "sqlite")
@@ -226,7 +236,7 @@ def postgresql_engine_options(
     url = URL.create(
         "postgresql+psycopg",
         username=config["user"],
-        password=config["password"],
+        password=config.get("password"),  # None: libpq finds it (PGPASSWORD, .pgpass)
         host=config["host"],
         port=int(config["port"]),
         database=config["database"],
@@ -302,6 +312,68 @@ def autocommit_options(dialect: Dialect) -> dict[str, Any]:
     return {"isolation_level": "AUTOCOMMIT"}
 
 
+READS_ALONE_OPTION = "aana_reads_alone"
+"""Execution option of a connection whose reads run alone, in autocommit, until a
+statement of another kind turns its session's transaction into a real one."""
+
+_reading_alone: ContextVar[bool] = ContextVar("aana_reading_alone", default=False)
+
+
+def reads_alone_options(dialect: Dialect) -> dict[str, Any]:
+    """Execution options of a session transaction begun for reads that run alone.
+
+    Each read runs in autocommit (one round trip, and it sees what others committed),
+    and the transaction stays open for the next read at no cost. The first other
+    statement (a flush, a query of the application's own) begins a real transaction
+    first, so the session behaves as any SQLAlchemy session from then on.
+    """
+    return {**autocommit_options(dialect), READS_ALONE_OPTION: True}
+
+
+@contextmanager
+def read_alone() -> Iterator[None]:
+    """Mark the statements run in the block as reads that may run alone."""
+    token = _reading_alone.set(True)
+    try:
+        yield
+    finally:
+        _reading_alone.reset(token)
+
+
+def in_driver_transaction(dbapi_connection: Any, dialect: Dialect) -> bool:
+    """Whether statements sent now on this driver connection run inside a transaction."""
+    if dialect.name == "sqlite":
+        return bool(dbapi_connection.in_transaction)  # BEGIN was sent
+    return not dbapi_connection.autocommit  # psycopg begins one by itself unless autocommit
+
+
+def begin_when_needed(engine: Engine) -> None:
+    """Make a reads-alone connection begin a real transaction before any other statement."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin_when_needed(
+        connection: Connection,
+        cursor: Any,
+        _statement: str,
+        _parameters: Any,
+        context: Any,
+        _executemany: bool,
+    ) -> None:
+        if _reading_alone.get() or not connection.get_execution_options().get(READS_ALONE_OPTION):
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        if in_driver_transaction(dbapi_connection, connection.dialect):
+            return
+        if connection.dialect.name != "sqlite":
+            dbapi_connection.autocommit = False  # type: ignore[union-attr]
+            return
+        reads = context is not None and not (
+            context.isinsert or context.isupdate or context.isdelete or context.isddl
+        )
+        reads = reads and not getattr(context, "is_text", False)
+        cursor.execute("BEGIN" if reads else "BEGIN IMMEDIATE")
+
+
 def write_options(dialect: Dialect) -> dict[str, Any]:
     """Execution options of a write transaction: SQLite takes the write lock up front.
 
@@ -336,12 +408,16 @@ _SQLITE_VIOLATIONS: dict[str, ViolationKind] = {
     "SQLITE_CONSTRAINT_FOREIGNKEY": "foreign_key",
     "SQLITE_CONSTRAINT_NOTNULL": "not_null",
 }
-_POSTGRESQL_VIOLATIONS: dict[type[Exception], ViolationKind] = {
-    psycopg.errors.UniqueViolation: "unique",
-    psycopg.errors.CheckViolation: "check",
-    psycopg.errors.ForeignKeyViolation: "foreign_key",
-    psycopg.errors.NotNullViolation: "not_null",
-}
+_POSTGRESQL_VIOLATIONS: dict[type[Exception], ViolationKind] = (
+    {
+        psycopg.errors.UniqueViolation: "unique",
+        psycopg.errors.CheckViolation: "check",
+        psycopg.errors.ForeignKeyViolation: "foreign_key",
+        psycopg.errors.NotNullViolation: "not_null",
+    }
+    if HAS_PSYCOPG
+    else {}
+)
 
 
 def violation_of(driver_error: BaseException | None) -> Violation:
@@ -349,11 +425,48 @@ def violation_of(driver_error: BaseException | None) -> Violation:
     if isinstance(driver_error, sqlite3.Error):
         name = getattr(driver_error, "sqlite_errorname", "")
         return Violation(_SQLITE_VIOLATIONS.get(name, "other"))
-    if isinstance(driver_error, psycopg.Error):
+    if HAS_PSYCOPG and isinstance(driver_error, psycopg.Error):
         for error_class, kind in _POSTGRESQL_VIOLATIONS.items():
             if isinstance(driver_error, error_class):
                 return Violation(kind, driver_error.diag.constraint_name)
     return Violation("other")
+
+
+_POSTGRESQL_UNDEFINED: tuple[type[Exception], ...] = (
+    (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) if HAS_PSYCOPG else ()
+)
+
+
+def missing_schema(
+    driver_error: BaseException | None, dbapi_connection: Any, tables: Sequence[Table]
+) -> DatabaseNotMigratedError | None:
+    """The error to raise if a statement failed on a table or column that is missing.
+
+    PostgreSQL says so by error class (undefined table or column), and its message names
+    what. SQLite has no error code of its own for it: on an ``OperationalError`` the
+    schema of ``tables`` is checked, once, on the failed statement's connection.
+    """
+    if isinstance(driver_error, _POSTGRESQL_UNDEFINED):
+        return DatabaseNotMigratedError(cause=str(driver_error).strip().splitlines()[0])
+    if not isinstance(driver_error, sqlite3.OperationalError) or dbapi_connection is None:
+        return None
+    missing: list[str] = []
+    cursor = dbapi_connection.cursor()
+    try:
+        for table in dict.fromkeys(tables):
+            cursor.execute("SELECT name FROM pragma_table_info(?)", (table.name,))
+            present = {row[0] for row in cursor.fetchall()}
+            if not present:
+                missing.append(f"the table {table.name!r}")
+            else:
+                missing.extend(
+                    f"the column {table.name}.{column.name}"
+                    for column in table.columns
+                    if column.name not in present
+                )
+    finally:
+        cursor.close()
+    return DatabaseNotMigratedError(missing) if missing else None
 
 
 def insert_with_new_ids(

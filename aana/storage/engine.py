@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 import sqlalchemy
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, event
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+from sqlalchemy.sql.visitors import iterate
 
 from aana.exceptions.config import ConfigurationError
-from aana.exceptions.db import DatabaseConnectionException, InvalidInputException
+from aana.exceptions.db import (
+    DatabaseConnectionException,
+    InvalidInputException,
+)
 from aana.storage import dialects
 
 if TYPE_CHECKING:
@@ -67,8 +71,16 @@ def _engine_options(settings: DbSettings) -> dict[str, Any]:
     if datastore_type == "sqlite":
         options = dialects.sqlite_engine_options(_sqlite_path(config), settings.connection_timeout)
     else:
+        if not dialects.HAS_PSYCOPG:
+            raise ConfigurationError(
+                "datastore_type 'postgresql' needs the psycopg driver, which is not "
+                "installed; install it with: pip install 'aana-storage[postgresql]'."
+            )
         options = dialects.postgresql_engine_options(
-            config, settings.connection_timeout, settings.query_timeout
+            config,
+            settings.connection_timeout,
+            settings.query_timeout,
+            settings.idle_in_transaction_timeout,
         )
     options.update(
         pool_size=settings.pool_size,
@@ -88,9 +100,29 @@ def _report_errors(engine: Engine) -> None:
             # A column type refused a value (aana.storage.checks): raise that, not
             # SQLAlchemy's StatementError around it, so Core users see what repositories do.
             raise context.original_exception from None
+        if context.connection is not None and not context.is_pre_ping:
+            _refuse_unmigrated(context)
         if context.connection is not None or context.is_pre_ping:
             return  # a statement failed on a live connection: not a connection problem
         error = connection_error(engine.url, context.original_exception)
+        raise error from context.sqlalchemy_exception
+
+
+def _tables_of(context: ExceptionContext) -> list[Table]:
+    # The model tables the failed statement uses (none for textual SQL).
+    compiled = context.execution_context.compiled if context.execution_context else None
+    if compiled is None or compiled.statement is None:
+        return []
+    return [element for element in iterate(compiled.statement) if isinstance(element, Table)]
+
+
+def _refuse_unmigrated(context: ExceptionContext) -> None:
+    """Raise ``DatabaseNotMigratedError`` if the statement failed on a missing table or column."""
+    tables = _tables_of(context)
+    connection = context.connection
+    dbapi_connection = connection.connection.dbapi_connection if connection else None
+    error = dialects.missing_schema(context.original_exception, dbapi_connection, tables)
+    if error is not None:
         raise error from context.sqlalchemy_exception
 
 
@@ -107,6 +139,7 @@ def connection_error(url: URL, error: BaseException) -> DatabaseConnectionExcept
 def _configure(engine: Engine, settings: DbSettings) -> None:
     if engine.dialect.name == "sqlite":
         dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
+    dialects.begin_when_needed(engine)
     _report_errors(engine)
 
 
@@ -129,9 +162,10 @@ def create_async_engine(settings: DbSettings) -> AsyncEngine:
 
 @dataclass
 class _Engines:
-    """The engines built for one settings object."""
+    """The engines built for one settings object, and the values they were built from."""
 
     owner: weakref.ref[DbSettings]
+    values: dict[str, Any] = field(default_factory=dict)
     sync: Engine | None = None
     asyncio: AsyncEngine | None = None
 
@@ -151,20 +185,45 @@ def _forget(key: int, owner: weakref.ref[DbSettings]) -> None:
         _engines.pop(key, None)
 
 
+def _values_of(settings: DbSettings) -> dict[str, Any]:
+    # Everything an engine is built from: the fields' values. Settings can be assigned
+    # field by field, or datastore_config changed in place (hence its copy): an engine
+    # built from other values is stale. Cheap, as it runs on every get_engine().
+    return {**vars(settings), "datastore_config": dict(settings.datastore_config)}
+
+
 def _entry_of(settings: DbSettings) -> _Engines:
     # The caller holds _lock.
     key = id(settings)
+    values = _values_of(settings)
     entry = _engines.get(key)
     if entry is None or entry.owner() is not settings:
         owner = weakref.ref(settings, lambda dead: _forget(key, dead))
-        entry = _engines[key] = _Engines(owner)
+        entry = _engines[key] = _Engines(owner, values)
+    elif entry.values != values:
+        _retire(entry)
+        entry.values = values
     return entry
+
+
+def _retire(entry: _Engines) -> None:
+    """Let go of engines built from values their settings no longer hold."""
+    if entry.sync is not None:
+        # Safe while other threads use it: dispose() closes only the idle connections;
+        # checked-out ones finish their work and are closed when returned.
+        entry.sync.dispose()
+    # An asyncio engine is disposed by awaiting, which this (sync) code cannot do: it
+    # is dropped, and its connections close when it is collected.
+    entry.sync = None
+    entry.asyncio = None
 
 
 def engine_for(settings: DbSettings) -> Engine:
     """The engine of ``settings``: built on the first call, the same one after.
 
-    ``DbSettings.get_engine()`` delegates here; it raises what ``create_engine`` raises.
+    A new engine is built when the settings' values changed since (a field assigned);
+    the old one is disposed. ``DbSettings.get_engine()`` delegates here; it raises what
+    ``create_engine`` raises.
     """
     with _lock:
         entry = _entry_of(settings)

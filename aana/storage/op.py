@@ -9,6 +9,7 @@ command that reads the version table to change the schema holds the migration lo
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,7 +99,11 @@ def _locked(config: Config, keep: bool) -> Iterator[Config]:
 
 
 def run_alembic_migrations(
-    settings: Settings, root_path: Path | str | None = None, app: AppMigrations | None = None
+    settings: Settings,
+    root_path: Path | str | None = None,
+    app: AppMigrations | None = None,
+    *,
+    applied: list[str] | None = None,
 ) -> None:
     """Upgrade the configured database to the newest revisions; a no-op when it is there.
 
@@ -106,15 +111,87 @@ def run_alembic_migrations(
     in dependency order. On PostgreSQL each migration runs in its own transaction; on
     SQLite the whole run is one transaction. The ``env.py`` of a ``root_path`` tree must
     migrate through ``config.attributes["connection"]``, which holds the migration lock.
+
+    Args:
+        settings: Settings whose ``db_config`` names the database.
+        root_path: Another alembic tree to use instead of the package's.
+        app: An application whose migrations run after the package's.
+        applied: Filled with one line per revision applied, oldest first (*ours*).
+
     """
     with _locked(alembic_config(settings, root_path, app), keep=True) as config:
+        _record_steps(config, applied)
         command.upgrade(config, "heads")
 
 
-def downgrade(settings: Settings, revision: str, app: AppMigrations | None = None) -> None:
-    """Downgrade to ``revision`` (an id, ``label@-1``, ``label@base`` ...)."""
+def downgrade(settings: Settings, revision: str, app: AppMigrations | None = None) -> list[str]:
+    """Downgrade to ``revision`` (an id, ``label@-1``, ``label@base`` ...).
+
+    Returns:
+        The revisions the database is at afterwards, one line each (empty: none).
+
+    """
     with _locked(alembic_config(settings, app=app), keep=True) as config:
         command.downgrade(config, revision)
+        script = ScriptDirectory.from_config(config)
+        heads = _known_heads(MigrationContext.configure(config.attributes["connection"]), script)
+        return [_line(script.get_revision(head)) for head in heads]
+
+
+def offline_sql(settings: Settings, app: AppMigrations | None = None) -> str:
+    """The SQL that migrates an empty database to the newest revisions (*ours*).
+
+    For a DBA to review or run: nothing connects to the database; the SQL is for the
+    configured database's dialect.
+    """
+    config = alembic_config(settings, app=app)
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    config.attributes["offline_url"] = config.attributes["engine"].url
+    command.upgrade(config, "heads", sql=True)
+    return buffer.getvalue()
+
+
+def heads(settings: Settings, app: AppMigrations | None = None) -> list[str]:
+    """The newest revisions of the migrations (one per branch), one line each (*ours*)."""
+    script = ScriptDirectory.from_config(alembic_config(settings, app=app))
+    return [_line(script.get_revision(head)) for head in script.get_heads()]
+
+
+def pending_revisions(settings: Settings, app: AppMigrations | None = None) -> list[str]:
+    """The revisions the database has not had yet, oldest first, one line each (*ours*).
+
+    Raises:
+        UnknownRevisionException: The database is at a revision the code does not know.
+
+    """
+    config = alembic_config(settings, app=app)
+    script = ScriptDirectory.from_config(config)
+    with config.attributes["engine"].connect() as connection:
+        current = _known_heads(MigrationContext.configure(connection), script)
+    done: set[str] = set()
+    for head in current:
+        done |= _ancestors(script, head)
+    pending = [revision for revision in script.walk_revisions() if revision.revision not in done]
+    return [_line(revision) for revision in reversed(pending)]
+
+
+def _line(revision: Script | None) -> str:
+    if revision is None:
+        return "base"
+    return revision.cmd_format(verbose=False, include_branches=True, include_doc=True)
+
+
+def _record_steps(config: Config, applied: list[str] | None) -> None:
+    """Have ``env.py`` add one line per migration step it runs to ``applied``."""
+    if applied is None:
+        return
+
+    def on_version_apply(*, step: Any, **_: Any) -> None:
+        applied.append(_line(step.up_revision))
+
+    options = config.attributes.setdefault("configure_options", {})
+    options["on_version_apply"] = on_version_apply
 
 
 def generate_revision(
@@ -314,6 +391,18 @@ def run_migrations_in_context(context: EnvironmentContext) -> None:
     lock and ends the transaction; on SQLite it is one transaction for the whole run.
     """
     config = context.config
+    if context.is_offline_mode():
+        # ``aana migrate --sql``: SQL for the configured dialect, with no connection.
+        context.configure(
+            url=config.attributes["offline_url"],
+            target_metadata=BaseEntity.metadata,
+            literal_binds=True,
+            render_as_batch=True,
+            transaction_per_migration=True,
+            render_item=render_item,
+        )
+        context.run_migrations()
+        return
     context.configure(
         connection=config.attributes["connection"],
         target_metadata=BaseEntity.metadata,

@@ -200,8 +200,8 @@ class ClaimRequest(NamedTuple):
 
     @property
     def per_user(self) -> bool:
-        """Whether the per-user limit applies."""
-        return self.maximum_active_tasks_per_user is not None
+        """Whether the per-user limit applies (None or 0: no limit)."""
+        return bool(self.maximum_active_tasks_per_user)
 
 
 def claim(request: ClaimRequest, job: bool = False) -> Update:
@@ -361,9 +361,14 @@ def _set_status(status: Status, with_progress: bool, with_result: bool) -> Updat
 
 def retry(task_id: UUID) -> Update:
     """Send a task back to the queue as new, due now, unless it is being worked on."""
+    return retry_where(Task.id == task_id, Task.status.not_in(ACTIVE))
+
+
+def retry_where(*conditions: ColumnElement[bool]) -> Update:
+    """Send the tasks matching ``conditions`` back to the queue as new, due now; returns them."""
     return (
         update(Task)
-        .where(Task.id == task_id, Task.status.not_in(ACTIVE))
+        .where(*conditions)
         .values(
             status=Status.CREATED,
             progress=0.0,
@@ -650,4 +655,9 @@ def cancel_requested() -> Select[bool]:
 
 def purge(older_than: float, statuses: Sequence[Status] = FINISHED) -> Delete:
     """Delete finished tasks that ended more than ``older_than`` seconds ago."""
-    return delete(Task).where(Task.status.in_(statuses), Task.completed_at < utcnow(-older_than))
+    return delete(Task).where(purgeable(older_than, statuses))
+
+
+def purgeable(older_than: float, statuses: Sequence[Status] = FINISHED) -> ColumnElement[bool]:
+    """Finished tasks that ended more than ``older_than`` seconds ago (database clock)."""
+    return and_(Task.status.in_(statuses), Task.completed_at < utcnow(-older_than))

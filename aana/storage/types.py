@@ -50,6 +50,14 @@ class CheckedType(TypeDecorator[Any]):
         copy.column = column
         return copy
 
+    @property
+    def python_type(self) -> type[Any]:
+        """The Python type of the values, as the underlying type says.
+
+        SQLAlchemy 2.0's ``TypeDecorator`` does not ask it: say it here for both lines.
+        """
+        return self.impl_instance.python_type
+
 
 class CheckedString(CheckedType):
     """Text that refuses lone surrogates and NUL characters (``String``)."""

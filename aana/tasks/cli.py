@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -16,6 +16,14 @@ from aana.exceptions.config import AppPathError
 from aana.exceptions.db import NotFoundException
 from aana.exceptions.migrations import MigrationException
 from aana.storage.models.task import Status, TaskEntity
+from aana.tasks.selection import (
+    TaskSelection,
+    count_purgeable,
+    purge_in_chunks,
+    selection_options,
+)
+from aana.tasks.selection import retry as retry_selected
+from aana.tasks.table import render_table
 
 if TYPE_CHECKING:
     from aana.sdk import AanaSDK
@@ -122,7 +130,6 @@ def worker(
     from aana.tasks.supervisor import run_workers
     from aana.tasks.worker import WorkerOptions
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
     app = load_app(app_path)
     _require_migrated(app, app_path)
     queue_settings = app.settings.task_queue
@@ -136,10 +143,8 @@ def worker(
         shutdown_grace=shutdown_grace,
         burst=burst or None,
         listen=False if no_listen else None,
+        maximum_active_tasks_per_user=max_active_per_user,
     )
-    if max_active_per_user is not None:
-        limit = max_active_per_user or None
-        options = WorkerOptions(**{**options.__dict__, "maximum_active_tasks_per_user": limit})
     sys.exit(run_workers(app_path, processes or queue_settings.num_workers, options))
 
 
@@ -207,11 +212,21 @@ def tasks() -> None:
     """Inspect and manage the task queue's tasks (database from DB_CONFIG)."""
 
 
+LIST_COLUMNS = ("ID", "STATUS", "ENDPOINT", "USER", "PRIORITY", "PROGRESS", "TRIES", "CREATED")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
 @tasks.command("list")
 @click.option("--status", type=_STATUSES, default=None, help="Only tasks in this status.")
 @click.option("--user", "user_id", default=None, help="Only this user's tasks.")
 @click.option("--endpoint", default=None, help="Only tasks of this endpoint.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="At most this many tasks; 0 for all.",
+)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_tasks(
@@ -222,31 +237,45 @@ def list_tasks(
     offset: int,
     as_json: bool,
 ) -> None:
-    """List tasks, newest first."""
+    """List tasks, newest first, as a table."""
     with _session() as session:
         found = TaskRepository(session).get_tasks(
             user_id=user_id,
             status=Status(status) if status else None,
-            limit=limit,
+            limit=limit or None,
             offset=offset,
             endpoint=endpoint,
         )
-    for task in found:
-        row = _describe(task)
-        if as_json:
+    rows = [_describe(task) for task in found]
+    if as_json:
+        for row in rows:
             click.echo(json.dumps(row))
-        else:
-            click.echo(
-                f"{row['id']}  {row['status']:<12} {row['endpoint']:<20} "
-                f"user={row['user_id'] or '-'}  progress={row['progress']:.2f}  "
-                f"tries={row['num_retries']}  created={row['created_at']}"
-            )
+        return
+    click.echo(
+        render_table(
+            LIST_COLUMNS,
+            [
+                (
+                    row["id"],
+                    row["status"],
+                    row["endpoint"],
+                    row["user_id"],
+                    row["priority"],
+                    f"{row['progress']:.2f}",
+                    row["num_retries"],
+                    row["created_at"],
+                )
+                for row in rows
+            ],
+        )
+    )
 
 
 @tasks.command()
 @click.argument("task_id")
 @click.option("--traceback", "traceback_only", is_flag=True, help="Print only the traceback.")
-def show(task_id: str, traceback_only: bool) -> None:
+@_JSON
+def show(task_id: str, traceback_only: bool, as_json: bool) -> None:
     """Show one task, with its data and result, as JSON (or its failure's traceback)."""
     from aana.tasks.cli_cancel import timing
 
@@ -263,35 +292,46 @@ def show(task_id: str, traceback_only: bool) -> None:
         click.echo(stored)
         return
     row = {**_describe(task), **when, "data": task.data, "result": task.result}
-    click.echo(json.dumps(row, indent=2))
+    click.echo(json.dumps(row, indent=None if as_json else 2))
 
 
 @tasks.command()
 @click.option("--user", "user_id", default=None, help="Only this user's tasks.")
-def count(user_id: str | None) -> None:
-    """Count tasks by status."""
+@_JSON
+def count(user_id: str | None, as_json: bool) -> None:
+    """Count tasks by status, as a table."""
     with _session() as session:
         counts = TaskRepository(session).count(user_id=user_id)
-    for status, number in counts.items():
-        click.echo(f"{status:<13}{number}")
+    if as_json:
+        click.echo(json.dumps(counts))
+    else:
+        click.echo(render_table(("STATUS", "COUNT"), counts.items()))
 
 
 @tasks.command()
-@click.argument("task_id")
-def retry(task_id: str) -> None:
-    """Send a FAILED task back to the queue (retries reset)."""
+@selection_options([Status.FAILED])
+@_JSON
+def retry(
+    task_ids: tuple[str, ...],
+    statuses: tuple[str, ...],
+    endpoint: str | None,
+    user_id: str | None,
+    as_json: bool,
+) -> None:
+    """Send FAILED tasks back to the queue (retries reset): TASK_IDS, or the tasks selected.
+
+    With TASK_IDS every one must be a failed task, or none is retried. With filters,
+    only failed tasks are ever retried: --status failed is implied.
+    """
+    selection = TaskSelection.from_options(task_ids, statuses, endpoint, user_id)
     with _session() as session:
-        repository = TaskRepository(session)
-        try:
-            task = repository.read(task_id)
-        except NotFoundException:
-            raise click.ClickException(f"no task with id {task_id!r}") from None
-        if task.status != Status.FAILED:
-            raise click.ClickException(
-                f"task {task_id} is {Status(task.status).value}; only failed tasks are retried"
-            )
-        repository.retry_task(task_id)
-    click.echo(f"task {task_id} queued again")
+        retried = retry_selected(session, selection)
+    if as_json:
+        click.echo(json.dumps({"retried": retried}))
+        return
+    for task_id in retried:
+        click.echo(f"task {task_id} queued again")
+    click.echo(f"{len(retried)} task(s) queued again")
 
 
 tasks.add_command(_cancel_command())
@@ -304,9 +344,49 @@ tasks.add_command(_cancel_command())
     required=True,
     help="Age of the finished tasks to delete: 3600, 90s, 15m, 12h, 7d, 2w.",
 )
-def purge(older_than: str) -> None:
-    """Delete COMPLETED, FAILED and CANCELLED tasks that ended longer ago than --older-than."""
+@click.option("--dry-run", is_flag=True, help="Only say how many tasks would be deleted.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Tasks deleted per transaction.",
+)
+@_JSON
+def purge(older_than: str, dry_run: bool, yes: bool, chunk_size: int, as_json: bool) -> None:
+    """Delete COMPLETED, FAILED and CANCELLED tasks that ended longer ago than --older-than.
+
+    On a terminal it asks first (unless --yes), and shows a progress bar.
+    """
     seconds = parse_age(older_than)
     with _session() as session:
-        deleted = TaskRepository(session).purge(seconds)
-    click.echo(f"deleted {deleted} finished task(s)")
+        matching = count_purgeable(session, seconds)
+        if dry_run:
+            _report_purge(matching, as_json, dry_run=True)
+            return
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        if interactive and matching and not yes:
+            click.confirm(
+                f"Delete {matching} finished task(s) older than {older_than}?", abort=True
+            )
+        deleted = 0
+        with click.progressbar(
+            # Not on a terminal, click would print the label: keep stdout for the result.
+            length=matching,
+            label="Deleting",
+            file=None if interactive else io.StringIO(),
+        ) as progress:
+            for number in purge_in_chunks(session, seconds, chunk_size):
+                deleted += number
+                progress.update(number)
+    _report_purge(deleted, as_json, dry_run=False)
+
+
+def _report_purge(number: int, as_json: bool, dry_run: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"would_delete" if dry_run else "deleted": number}))
+    elif dry_run:
+        click.echo(f"would delete {number} finished task(s) (dry run: nothing deleted)")
+    else:
+        click.echo(f"deleted {number} finished task(s)")

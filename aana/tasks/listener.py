@@ -14,17 +14,32 @@ import threading
 import time
 from typing import Any
 
-import psycopg
-from psycopg import sql as pg_sql
 from sqlalchemy import Engine
 
-from aana.storage.dialects import TASKS_CHANNEL, change_counter, supports_notifications
+from aana.storage.dialects import (
+    HAS_PSYCOPG,
+    TASKS_CHANNEL,
+    change_counter,
+    supports_notifications,
+)
 from aana.storage.engine import driver_connect_arguments
+
+try:
+    import psycopg
+    from psycopg import sql as pg_sql
+except ImportError:  # SQLite only: the postgresql extra is not installed
+    pass
 
 logger = logging.getLogger(__name__)
 
+
+def _is_psycopg(connection: object) -> bool:
+    return HAS_PSYCOPG and isinstance(connection, psycopg.Connection)
+
+
 _FIRST_LOOK = 0.001  # seconds between looks at SQLite's change counter after a change ...
-_LAST_LOOK = 0.05  # ... backing off to this while nothing changes
+_LAST_LOOK = 0.004  # ... backing off to this while nothing changes (250 cheap looks a
+# second: an idle worker starts a new task within a few milliseconds)
 _FIRST_RETRY = 0.1  # seconds before reconnecting after a loss, doubling ...
 _LAST_RETRY = 5.0  # ... up to this
 _NOTIFY_WAIT = 0.5  # longest wait for a notification: how soon ``stop()`` is noticed
@@ -37,7 +52,7 @@ class Listener:
     table. SQLite has no notifications, but a connection can ask whether others have
     committed anything since it last asked (``PRAGMA data_version``, which reads
     shared memory, not the file): the listener asks every millisecond after a change,
-    backing off to every 50 ms while nothing changes.
+    backing off to every 4 ms while nothing changes.
 
     If its connection fails, it reconnects, waiting 0.1 s at first and doubling up to
     5 s between tries; an outage is logged once (a warning when lost, info when back).
@@ -75,7 +90,7 @@ class Listener:
     def backend_pid(self) -> int | None:
         """PostgreSQL: the server process of the listener's connection (None if none)."""
         connection = self._connection
-        if isinstance(connection, psycopg.Connection):
+        if _is_psycopg(connection):
             return int(connection.info.backend_pid)
         return None
 
@@ -145,7 +160,7 @@ class Listener:
         return connection
 
     def _serve(self, connection: Any) -> None:
-        if isinstance(connection, psycopg.Connection):
+        if _is_psycopg(connection):
             self._listen(connection)
         else:
             self._watch(connection)

@@ -14,12 +14,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.orm import Session
 
 from aana.storage import dialects, queue_sql
+from aana.storage.bulk import insert_rows
 from aana.storage.dialects import utcnow
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status, TaskEntity
@@ -118,19 +119,16 @@ class QueueManager:
             return ids
         if not ids:
             return []
-        rows = [
-            {
-                "id": task_id,
-                "endpoint": endpoint,
-                "data": data,
-                "priority": priority,
-                "user": user_id,
-                **timing,
-            }
-            for task_id, data in zip(ids, encoded, strict=True)
-        ]
+        table = cast(Table, TaskEntity.__table__)
+        same: dict[str, Any] = {"endpoint": endpoint, "priority": priority, "user_id": user_id}
         with self._writing(f"deferring {len(ids)} tasks") as connection:
-            connection.execute(queue_sql.new_task(), rows)
+            if when.at is not None:
+                same["scheduled_at"] = when.at
+            elif when.delay:
+                # Rows of a bulk insert carry values, not SQL: read the due time from the
+                # database clock in the same transaction.
+                same["scheduled_at"] = connection.execute(select(utcnow(when.delay))).scalar_one()
+            insert_rows(connection, table, {"id": ids, "data": encoded}, same, encoded={"data"})
         return ids
 
     def _defer_once(self, values: dict[str, Any]) -> uuid.UUID:

@@ -17,12 +17,11 @@ import threading
 import time
 from types import FrameType
 
+from aana.log_config import configure_logging
 from aana.tasks.errors import QueueUnavailableError
 from aana.tasks.worker import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
-
-_LOG_FORMAT = "%(asctime)s {name} %(message)s"
 
 
 def run_worker(app_path: str, options: WorkerOptions) -> int:
@@ -35,7 +34,11 @@ def run_worker(app_path: str, options: WorkerOptions) -> int:
     """
     from aana.sdk import AanaSDK
 
-    worker = Worker(AanaSDK.from_path(app_path), options)
+    return _run(Worker(AanaSDK.from_path(app_path), options))
+
+
+def _run(worker: Worker) -> int:
+    """Run ``worker`` until it stops: 0, or 1 if it could not reach its queue."""
     try:
         worker.run()
     except QueueUnavailableError as error:
@@ -49,7 +52,7 @@ def _child(name: str, app_path: str, options: WorkerOptions) -> int:
 
     # Ctrl-C reaches the whole process group; the parent forwards it once, as SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT.format(name=name))
+    configure_logging(process_name=name)  # as the command line: AANA_LOG_LEVEL/FORMAT
     worker = Worker(AanaSDK.from_path(app_path), options)
     parent = os.getppid()
 
@@ -63,12 +66,7 @@ def _child(name: str, app_path: str, options: WorkerOptions) -> int:
             time.sleep(0.5)
 
     threading.Thread(target=watch_parent, name="aana-parent-watch", daemon=True).start()
-    try:
-        worker.run()
-    except QueueUnavailableError as error:
-        logger.error("worker stopped: %s", error)
-        return 1
-    return 0
+    return _run(worker)
 
 
 def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import queue
 import signal
 import threading
@@ -21,7 +23,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from aana.exceptions.core import BaseException as AanaException
+from aana.exceptions.db import DatabaseConnectionException
 from aana.storage.models.task import Status
 from aana.tasks.errors import (
     QueueUnavailableError,
@@ -89,6 +94,8 @@ class WorkerOptions:
             "maximum_active_tasks_per_user": queue_settings.maximum_active_tasks_per_user,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
+        # 0 means no limit, in the settings as on the command line.
+        values["maximum_active_tasks_per_user"] = values["maximum_active_tasks_per_user"] or None
         return cls(**values)
 
 
@@ -108,7 +115,15 @@ class Worker:
     def __init__(self, app: TaskQueueMixin, options: WorkerOptions | None = None) -> None:
         self.app = app
         self.options = options or WorkerOptions.from_settings(app.settings.task_queue)
-        self.manager = QueueManager(app.settings.db_config.get_engine())
+        self._db = app.settings.db_config
+        self._own_engine = not self._db.idle_in_transaction_timeout
+        if self._own_engine:
+            # A worker's transactions are a few statements long. One left idle (its
+            # worker cut off mid-transaction) is ended by the server, releasing its rows,
+            # no later than the worker's tasks would expire anyway.
+            limit = max(1, math.ceil(self.options.heartbeat_timeout))
+            self._db = self._db.model_copy(update={"idle_in_transaction_timeout": limit})
+        self.manager = QueueManager(self._db.get_engine())
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stopped_maintenance = threading.Event()
@@ -118,6 +133,7 @@ class Worker:
         self._running: dict[Any, Job] = {}
         self._running_lock = threading.Lock()
         self._grace_deadline = float("inf")
+        self._exit_timers: list[threading.Timer] = []
         self._listener = Listener(self.manager.engine, self._wake)
         self.processed = 0
 
@@ -164,6 +180,10 @@ class Worker:
             if periodic is not None:
                 periodic.join(timeout=5)
             restore()
+            for timer in self._exit_timers:
+                timer.cancel()  # stopped in time
+            if self._own_engine:
+                self.manager.engine.dispose()
             logger.info("worker stopped after %d task(s)", self.processed)
 
     # --- the main loop ---
@@ -239,6 +259,19 @@ class Worker:
         except Exception as error:
             if not outcomes:
                 self._claim_failed(error)
+                return 0
+            if _database_unavailable(error):
+                # Nothing was refused: the database could not be reached (or was busy).
+                # The outcomes are kept and stored once it answers again.
+                if self.options.burst:
+                    reason = f"storing results failed: {_one_line(error)}"
+                    raise QueueUnavailableError(reason) from error
+                logger.error(
+                    "storing %d outcome(s) failed: %s; kept, retrying",
+                    len(outcomes),
+                    _one_line(error),
+                )
+                self._stopping.wait(0.5)
                 return 0
             logger.warning(
                 "storing %d outcome(s) together failed (%s); storing them one by one",
@@ -471,9 +504,15 @@ class Worker:
             if self._stopping.is_set():
                 logger.warning("second signal: handing back running tasks now")
                 self.stop(grace=0)
+                self._exit_timers.append(_exit_after(_LAST_CALLS, "second signal"))
             else:
                 logger.info("signal %d: finishing running tasks, claiming no more", signum)
                 self.stop()
+                # The database may be unreachable, and a call to it blocked until the
+                # connection gives up: the process ends all the same. Tasks left running
+                # expire and run again elsewhere.
+                deadline = self.options.shutdown_grace + _LAST_CALLS
+                self._exit_timers.append(_exit_after(deadline, "signal"))
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
@@ -482,6 +521,41 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
+
+
+_LAST_CALLS = 15.0
+"""Seconds a stopping worker may spend on its last database calls (storing results,
+handing tasks back) before the process exits regardless."""
+
+
+def _exit_after(seconds: float, why: str) -> threading.Timer:
+    """End the process in ``seconds`` unless the timer is cancelled before."""
+
+    def exit_now() -> None:
+        logger.error("%s: still not stopped after %.0f s, exiting now", why, seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) says the database could not be used.
+
+    A lost or refused connection, or SQLite's lock held too long, as opposed to a
+    statement the database refused (a value it cannot store, a trigger's exception).
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DatabaseConnectionException | OperationalError):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _one_line(error: BaseException) -> str:

@@ -92,7 +92,10 @@ def test_model_change__check_fails_naming_it_until_a_revision_is_applied(
 
 
 def test_check__package_alone_agrees(empty_db: DbSettings, tmp_path: Path) -> None:
-    assert aana("check", cwd=tmp_path, db=empty_db).stdout.strip() == "Models and migrations agree."
+    aana("migrate", cwd=tmp_path, db=empty_db)
+    assert aana("check", cwd=tmp_path, db=empty_db).stdout.strip() == (
+        "The database is at the newest revisions; models and migrations agree."
+    )
 
 
 @pytest.mark.parametrize(

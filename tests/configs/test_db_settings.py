@@ -275,12 +275,6 @@ def test_get_engine__one_engine_for_concurrent_callers(tmp_path):
     settings.get_engine().dispose()
 
 
-def test_db_settings__frozen_so_the_engine_matches_them():
-    settings = DbSettings()
-    with pytest.raises(ValueError, match="frozen"):
-        settings.pool_size = 3
-
-
 def test_model_copy__the_copy_builds_its_own_engine_from_its_own_settings(tmp_path):
     settings = DbSettings(datastore_config={"path": str(tmp_path / "a.db")})
     engine = settings.get_engine()

@@ -128,3 +128,35 @@ def test_reads_inside_a_users_transaction__are_part_of_it(db):
         with session.begin():
             assert TaskRepository(session).read(task.id) is task  # the identity map's
             assert session.in_transaction()
+
+
+def test_after_reads__your_own_statements_run_in_a_real_transaction(db):
+    from sqlalchemy import select, update
+
+    from aana.storage.models import CaptionEntity, TaskEntity
+
+    with get_session() as session:
+        tasks = TaskRepository(session)
+        task = tasks.save("ep", {})
+        tasks.read(task.id)  # the session now holds a transaction begun for reads alone
+        assert session.in_transaction()
+        session.execute(update(TaskEntity).values(priority=5))  # yours: a real transaction
+        session.add(CaptionEntity(model="m", caption="c", frame_id=0, timestamp=0.0))
+        session.flush()
+        session.rollback()  # so both are undone
+    with get_session() as other:
+        assert other.scalar(select(TaskEntity.priority)) == 0
+        assert other.scalar(select(func.count()).select_from(CaptionEntity)) == 0
+
+
+def test_after_reads__commit_keeps_your_changes_and_reads_stay_fresh(db):
+    from aana.storage.models import TaskEntity
+
+    with get_session() as mine, get_session() as theirs:
+        task = TaskRepository(mine).save("ep", {})
+        TaskRepository(mine).read(task.id)
+        mine.get(TaskEntity, task.id).priority = 3
+        mine.commit()
+        TaskRepository(theirs).update_status(task.id, Status.RUNNING)
+        fresh = TaskRepository(mine).read(task.id)
+        assert (fresh.priority, fresh.status) == (3, Status.RUNNING)

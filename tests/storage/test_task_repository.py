@@ -154,12 +154,16 @@ def test_retry_task__back_to_created(session):
 
 def test_active_and_incomplete_tasks(session):
     repository = TaskRepository(session)
-    assigned, running, done, created = make_tasks(session, 4)
+    assigned, running, done, created, handed_back, failed = make_tasks(session, 6)
     repository.update_status(assigned.id, Status.ASSIGNED)
     repository.update_status(running.id, Status.RUNNING)
     repository.update_status(done.id, Status.COMPLETED)
+    repository.update_status(handed_back.id, Status.NOT_FINISHED)
+    repository.update_status(failed.id, Status.FAILED)
     assert {task.id for task in repository.get_active_tasks()} == {assigned.id, running.id}
-    ids = [str(t.id) for t in (assigned, running, done, created)] + ["junk", str(uuid.uuid4())]
+    every = (assigned, running, done, created, handed_back, failed)
+    ids = [str(t.id) for t in every] + ["junk", str(uuid.uuid4())]
+    # As the original SDK: only CREATED, ASSIGNED and RUNNING (not NOT_FINISHED).
     assert set(repository.filter_incomplete_tasks(ids)) == {
         str(assigned.id),
         str(running.id),

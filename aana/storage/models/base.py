@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import uuid
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy import MetaData, Uuid, event, inspect
@@ -34,6 +34,13 @@ def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
     return [str(member.value) for member in enum_class]
 
 
+def _short(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    text = repr(str(value)) if isinstance(value, uuid.UUID) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class BaseEntity(DeclarativeBase):
     """Base class of all entities; derive your own entities from it.
 
@@ -58,6 +65,19 @@ class BaseEntity(DeclarativeBase):
         uuid.UUID: Uuid(),
         enum.Enum: SqlEnum(enum.Enum, native_enum=False, values_callable=_enum_values, length=64),
     }
+
+    repr_fields: ClassVar[tuple[str, ...]] = ()
+    """Attributes ``repr`` shows after the primary key (*ours*); subclasses add theirs."""
+
+    def __repr__(self) -> str:
+        # Only what is loaded: a repr must not query the database, nor fail on an
+        # expired or detached object.
+        mapper = inspect(type(self))
+        loaded = inspect(self).dict
+        names = [mapper.get_property_by_column(column).key for column in mapper.primary_key]
+        names += [name for name in self.repr_fields if name not in names]
+        shown = [f"{name}={_short(loaded[name])}" for name in names if name in loaded]
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @classmethod
     def from_parent(cls, parent_instance: BaseEntity, **kwargs: Any) -> Self:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Self
+from typing import ClassVar, Self
 
 from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import Mapped, mapped_column, validates
@@ -28,6 +28,7 @@ class CaptionEntity(BaseEntity, TimeStampEntity):
     """A caption of one video frame."""
 
     __tablename__ = "caption"
+    repr_fields: ClassVar[tuple[str, ...]] = ("model", "frame_id", "timestamp")
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(comment="Name of the captioning model")

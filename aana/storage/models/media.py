@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from aana.core.models.media import MediaId, new_media_id, validate_media_id
@@ -15,6 +17,7 @@ class MediaEntity(BaseEntity, TimeStampEntity):
     """
 
     __tablename__ = "media"
+    repr_fields: ClassVar[tuple[str, ...]] = ("media_type",)
 
     id: Mapped[MediaId] = mapped_column(primary_key=True, default=new_media_id, comment="Media id")
     media_type: Mapped[str] = mapped_column(comment="Which kind of media: the entity's identity")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import CheckConstraint, Index, false, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,6 +43,7 @@ class TaskEntity(BaseEntity, TimeStampEntity):
     """A unit of deferred work: which endpoint to call with which data, and how it went."""
 
     __tablename__ = "tasks"
+    repr_fields: ClassVar[tuple[str, ...]] = ("endpoint", "status", "user_id", "priority")
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     endpoint: Mapped[str] = mapped_column(comment="Name of the endpoint that runs the task")
@@ -74,9 +75,6 @@ class TaskEntity(BaseEntity, TimeStampEntity):
         Index("ix_tasks_status", "status"),
         CheckConstraint(STATUS_CHECK_SQL, name="status"),
     )
-
-    def __repr__(self) -> str:
-        return f"TaskEntity(id={self.id}, endpoint={self.endpoint!r}, status={self.status})"
 
 
 # The hot queue query: only claimable tasks, in exactly the claim order (priority, then

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import Mapped, mapped_column, validates
@@ -27,6 +27,7 @@ class TranscriptEntity(BaseEntity, TimeStampEntity):
     """A transcript of speech: full text, timed segments and detected language."""
 
     __tablename__ = "transcript"
+    repr_fields: ClassVar[tuple[str, ...]] = ("model", "language")
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(comment="Name of the ASR model")

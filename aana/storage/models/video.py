@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from sqlalchemy import ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -13,6 +15,7 @@ class VideoEntity(MediaEntity):
     """A video: where it is and what it is called."""
 
     __tablename__ = "video"
+    repr_fields: ClassVar[tuple[str, ...]] = ("media_type", "title", "path", "url")
 
     id: Mapped[MediaId] = mapped_column(
         ForeignKey("media.id", ondelete="CASCADE"), primary_key=True

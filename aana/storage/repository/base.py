@@ -10,9 +10,20 @@ from sqlalchemy import Dialect, func, select
 from sqlalchemy.orm import Session, selectin_polymorphic
 from sqlalchemy.orm.interfaces import ORMOption
 
-from aana.exceptions.db import InvalidInputException, NotFoundException
+from aana.exceptions.db import (
+    InvalidInputException,
+    NotFoundException,
+    UnknownPolymorphicIdentityError,
+)
 from aana.storage.checks import check_page
-from aana.storage.dialects import autocommit_options, write_options
+from aana.storage.dialects import (
+    READS_ALONE_OPTION,
+    autocommit_options,
+    in_driver_transaction,
+    read_alone,
+    reads_alone_options,
+    write_options,
+)
 from aana.storage.errors import OnViolation, translate_errors
 from aana.storage.models.base import BaseEntity
 
@@ -65,28 +76,65 @@ class BaseRepository(Generic[T]):
 
     @contextmanager
     def reading(self, action: str) -> Iterator[bool]:
-        """Run a read; yields whether it runs on its own, outside any transaction.
+        """Run a read; yields whether it runs alone, outside any transaction.
 
         Outside a transaction (and with nothing unsaved), the read runs in autocommit:
-        one round trip, and it sees what others committed until now. Inside a
-        transaction it is part of it, as any query of the session. A failed read rolls
-        the session back (PostgreSQL refuses anything else until then) and raises an
-        aana exception.
+        one round trip, and it sees what others committed until now. The session stays
+        in a transaction begun for such reads, so the next one costs nothing more; the
+        first statement of another kind (a flush, a query of your own) begins a real
+        transaction first. Inside a transaction of yours a read is part of it, as any
+        query of the session. A failed read rolls the session back (PostgreSQL refuses
+        anything else until then) and raises an aana exception.
         """
-        alone = not self.session.in_transaction() and not self._has_pending_changes()
+        alone = self._reading_alone()
         try:
             with translate_errors(action):
+                if not alone and not self.session.in_transaction():
+                    alone = not self._has_pending_changes()
+                    if alone:
+                        self._begin(reads_alone_options)
                 if alone:
-                    self._begin(autocommit_options)
-                yield alone
-        except BaseException:
+                    with read_alone():
+                        yield True
+                else:
+                    yield False
+        except BaseException as error:
             if alone:
                 self._abandon()
             else:
                 self.session.rollback()
+            if isinstance(error, AssertionError):
+                # SQLAlchemy's way of meeting a row of a subclass no imported model defines.
+                self._refuse_unknown_identities(error)
             raise
-        if alone:
-            self._end_transaction()
+
+    def _reading_alone(self) -> bool:
+        """Whether the session's transaction was begun for reads alone, and still is."""
+        session = self.session
+        if not session.in_transaction() or not session.is_active:
+            return False
+        if self._has_pending_changes():
+            return False
+        connection = session.connection(bind_arguments={"mapper": self.model_class})
+        if not connection.get_execution_options().get(READS_ALONE_OPTION):
+            return False
+        dbapi_connection = connection.connection.dbapi_connection
+        return not in_driver_transaction(dbapi_connection, connection.dialect)
+
+    def _refuse_unknown_identities(self, error: AssertionError) -> None:
+        """Raise ``UnknownPolymorphicIdentityError`` if the table has rows of unknown subclasses."""
+        mapper = self.model_class.__mapper__
+        discriminator = mapper.polymorphic_on
+        if discriminator is None:
+            return
+        with self.reading("checking the polymorphic identities"):
+            stored = set(self.session.scalars(select(discriminator).distinct()))
+        unknown = sorted(str(value) for value in stored - set(mapper.polymorphic_map))
+        if unknown:
+            table = mapper.base_mapper.class_.__tablename__
+            raise UnknownPolymorphicIdentityError(
+                table, unknown, self.model_class.__name__
+            ) from error
 
     @contextmanager
     def writing(self, action: str, on_violation: OnViolation | None = None) -> Iterator[None]:

@@ -134,7 +134,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             max_retries: Attempts after which a failed task is not retried.
             retryable_exceptions: Names of exception classes worth a retry.
             maximum_active_tasks_per_user: A user with this many tasks assigned or
-                running gets no more claimed until some finish.
+                running gets no more claimed until some finish; None or 0: no limit.
 
         Raises:
             ValueError: ``limit`` is negative; nothing is claimed.
@@ -258,12 +258,17 @@ class TaskRepository(BaseRepository[TaskEntity]):
             return list(self.session.scalars(query, execution_options=_REFRESH))
 
     def filter_incomplete_tasks(self, task_ids: Sequence[str | uuid.UUID]) -> list[str]:
-        """Those of ``task_ids`` that exist and are not COMPLETED, FAILED or CANCELLED."""
+        """Those of ``task_ids`` still CREATED, ASSIGNED or RUNNING, as the original SDK.
+
+        NOT_FINISHED tasks (handed back, waiting to be claimed again) are left out, like
+        finished ones.
+        """
         parsed = [task for task in map(parse_task_id, task_ids) if task is not None]
         if not parsed:
             return []
         query = select(TaskEntity.id).where(
-            TaskEntity.id.in_(parsed), TaskEntity.status.not_in(queue_sql.FINISHED)
+            TaskEntity.id.in_(parsed),
+            TaskEntity.status.in_((Status.CREATED, Status.ASSIGNED, Status.RUNNING)),
         )
         with self.reading("filtering incomplete tasks"):
             return [str(task_id) for task_id in self.session.scalars(query)]
@@ -309,7 +314,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
         self,
         user_id: str | None = None,
         status: Status | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
         offset: int = 0,
         endpoint: str | None = None,
     ) -> list[TaskEntity]:

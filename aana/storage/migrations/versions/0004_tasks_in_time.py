@@ -12,6 +12,7 @@ CHECK constraint listing the statuses (``cancelled`` among them), and rebuilds
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,11 +32,62 @@ UNFINISHED = sa.text(
 STATUSES = "'created', 'assigned', 'completed', 'running', 'failed', 'not_finished', 'cancelled'"
 
 
+def tasks_table(with_new_columns: bool) -> sa.Table:
+    """The tasks table as revision 0003 left it (plus this revision's columns).
+
+    Given to SQLite's batch mode, which would otherwise reflect the table: that needs a
+    live database, and ``aana migrate --sql`` has none.
+    """
+    columns: list[sa.Column[Any]] = [
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("endpoint", sa.String(), nullable=False),
+        sa.Column("data", aana.storage.types.JsonType, nullable=False),
+        sa.Column("status", sa.String(length=64), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("assigned_at", aana.storage.types.UtcDateTime(), nullable=True),
+        sa.Column("completed_at", aana.storage.types.UtcDateTime(), nullable=True),
+        sa.Column("progress", sa.Double(), nullable=False),
+        sa.Column("result", aana.storage.types.JsonType, nullable=True),
+        sa.Column("num_retries", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.String(), nullable=True),
+        sa.Column(
+            "created_at",
+            aana.storage.types.UtcDateTime(),
+            server_default=aana.storage.dialects.utcnow(),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            aana.storage.types.UtcDateTime(),
+            server_default=aana.storage.dialects.utcnow(),
+            nullable=False,
+        ),
+    ]
+    if with_new_columns:
+        columns += [
+            sa.Column(
+                "scheduled_at",
+                aana.storage.types.UtcDateTime(),
+                server_default=aana.storage.dialects.utcnow(),
+                nullable=True,
+            ),
+            sa.Column("cancel_requested", sa.Boolean(), server_default=sa.false(), nullable=False),
+            sa.Column("period_key", aana.storage.types.CheckedString(length=255), nullable=True),
+            sa.Column("dedupe_key", aana.storage.types.CheckedString(length=255), nullable=True),
+        ]
+    table = sa.Table(
+        "tasks", sa.MetaData(), *columns, sa.PrimaryKeyConstraint("id", name="pk_tasks")
+    )
+    sa.Index("ix_tasks_status", table.c.status)
+    sa.Index("ix_tasks_user_id", table.c.user_id)
+    return table
+
+
 def upgrade() -> None:
     # Partial indexes are dropped before SQLite's batch mode copies the table, and built
     # again after: its reflection would not keep their WHERE clauses.
     op.drop_index("ix_tasks_claimable", table_name="tasks")
-    with op.batch_alter_table("tasks", schema=None) as batch_op:
+    with op.batch_alter_table("tasks", copy_from=tasks_table(False)) as batch_op:
         batch_op.add_column(
             sa.Column(
                 "scheduled_at",
@@ -71,7 +123,7 @@ def upgrade() -> None:
             )
         )
     op.execute("UPDATE tasks SET scheduled_at = created_at")
-    with op.batch_alter_table("tasks", schema=None) as batch_op:
+    with op.batch_alter_table("tasks", copy_from=tasks_table(True)) as batch_op:
         batch_op.alter_column(
             "scheduled_at", existing_type=aana.storage.types.UtcDateTime(), nullable=False
         )

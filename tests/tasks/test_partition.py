@@ -1,0 +1,180 @@
+"""PostgreSQL: one worker cut off by a silent partition never stalls the others.
+
+A small TCP relay stands between one worker and PostgreSQL. Blackholed, it stops
+forwarding without closing or resetting anything, as a real partition behaves: the cut
+worker's calls hang, its transaction (if it was in one) stays open on the server. The
+other worker must go on at its healthy rate, the cut worker's tasks must run again
+elsewhere once their heartbeats stop, and when the relay resumes the cut worker's stale
+results must be rejected while it claims new work without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from sqlalchemy import select
+
+from aana.configs.db import DbSettings
+from aana.storage.models import Status, TaskEntity
+from aana.storage.session import get_session
+from aana.tasks.manager import QueueManager
+from tests.helpers import REPO_ROOT, environment, wait_until
+
+pytestmark = [
+    pytest.mark.postgresql,
+    pytest.mark.slow,
+    pytest.mark.parametrize("db", ["postgresql"], indirect=True),
+]
+
+APP = "tests.tasks.queue_app:app"
+HEARTBEAT_TIMEOUT = 3
+TASKS = 2000  # enough to keep both workers busy through the partition
+
+
+class Relay:
+    """Forwards TCP connections to ``target``; ``blackhole()`` silently stops the flow.
+
+    While blackholed nothing is read, so nothing is forwarded or answered; bytes wait in
+    the sockets' buffers, and ``resume()`` lets them through in order.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def blackhole(self) -> None:
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
+
+    def close(self) -> None:
+        self.flowing.set()
+        for sock in [self.server, *self.sockets]:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.flowing.wait()
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                self.flowing.wait()
+                data = source.recv(65536)
+                self.flowing.wait()
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def start_worker(db: DbSettings, record_dir: Path, log: BinaryIO) -> subprocess.Popen[bytes]:
+    command = [
+        *(sys.executable, "-m", "aana.cli", "worker", APP),
+        *("--processes", "1", "--concurrency", "2"),
+        *("--heartbeat-timeout", str(HEARTBEAT_TIMEOUT), "--max-retries", "5"),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=environment(db, AANA_TEST_RECORD=str(record_dir)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def runs_by(record_dir: Path, pid: int) -> Counter[int]:
+    path = record_dir / f"{pid}.txt"
+    return Counter(int(n) for n in path.read_text().split()) if path.exists() else Counter()
+
+
+def completed() -> int:
+    with get_session() as session:
+        return session.query(TaskEntity).filter_by(status=Status.COMPLETED).count()
+
+
+def rate_of(record_dir: Path, pid: int, seconds: float) -> float:
+    """Tasks per second the worker ``pid`` started over the next ``seconds``."""
+    before = sum(runs_by(record_dir, pid).values())
+    time.sleep(seconds)
+    return (sum(runs_by(record_dir, pid).values()) - before) / seconds
+
+
+def test_silent_partition__the_other_worker_goes_on_and_the_cut_one_rejoins(
+    db: DbSettings, tmp_path: Path
+):
+    config = db.datastore_config
+    relay = Relay((config["host"], config["port"]))  # type: ignore[typeddict-item]
+    cut_db = db.model_copy(update={"datastore_config": {**config, "port": relay.port}})
+    manager = QueueManager(db.get_engine())
+    manager.defer("nap", [{"n": n, "seconds": 0.02} for n in range(TASKS)])
+    cut_log, healthy_log = (tmp_path / "cut.log").open("wb"), (tmp_path / "healthy.log").open("wb")
+    cut = start_worker(cut_db, tmp_path, cut_log)
+    healthy = start_worker(db, tmp_path, healthy_log)
+    try:
+        wait_until(lambda: runs_by(tmp_path, cut.pid) and runs_by(tmp_path, healthy.pid))
+        healthy_rate = rate_of(tmp_path, healthy.pid, 2.0)
+
+        relay.blackhole()
+        started_before_cut = set(runs_by(tmp_path, cut.pid))
+        time.sleep(5.0)  # the partition has set in: whatever the cut worker held, it holds
+        rate_while_cut = rate_of(tmp_path, healthy.pid, 2.0)
+        assert rate_while_cut >= 0.5 * healthy_rate, (rate_while_cut, healthy_rate)
+
+        # What the cut worker had claimed runs again elsewhere once its heartbeats stop.
+        wait_until(lambda: completed() == TASKS, timeout=120)
+        cut_runs, healthy_runs = runs_by(tmp_path, cut.pid), runs_by(tmp_path, healthy.pid)
+        rerun = {n for n in cut_runs if n in healthy_runs}
+        assert rerun, "the cut worker held no task when it was cut"
+        assert rerun <= started_before_cut | set(cut_runs)
+
+        relay.resume()
+        # Its stale results are rejected (fenced): every task keeps the healthy result.
+        manager.defer("nap", [{"n": n, "seconds": 0.02} for n in range(TASKS, TASKS + 100)])
+        wait_until(lambda: completed() == TASKS + 100, timeout=120)
+        wait_until(lambda: any(n >= TASKS for n in runs_by(tmp_path, cut.pid)), timeout=60)
+        assert cut.poll() is None and healthy.poll() is None  # neither was restarted
+    finally:
+        relay.resume()
+        for worker in (cut, healthy):
+            worker.terminate()
+        for worker in (cut, healthy):
+            worker.wait(60)
+        relay.close()
+        cut_log.close()
+        healthy_log.close()
+
+    with get_session() as session:
+        rows = session.execute(select(TaskEntity.data, TaskEntity.status, TaskEntity.result))
+        stored = [(data["n"], status, result) for data, status, result in rows]
+    assert len(stored) == TASKS + 100
+    assert all(status is Status.COMPLETED and result == n for n, status, result in stored)
+    log = (tmp_path / "cut.log").read_text()
+    assert "not stored: the task was handed back or claimed again meanwhile" in log, log
