@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,6 +137,43 @@ def bench_postgresql(rows: int, rounds: int) -> tuple[list[float], list[float]]:
     return plain, ours
 
 
+PEAK_RSS_TARGET_MB = 150
+
+PEAK_RSS_SCRIPT = """
+import resource, sys, tempfile
+from pathlib import Path
+from aana.configs.db import DbSettings
+from aana.configs.settings import Settings, settings
+from aana.storage.op import run_alembic_migrations
+from aana.storage.repository import CaptionRepository
+from aana.storage.session import get_session
+rows = int(sys.argv[1])
+folder = tempfile.mkdtemp()
+db = DbSettings(datastore_config={"path": str(Path(folder) / "rss.db")})
+run_alembic_migrations(Settings(db_config=db))
+settings.db_config = db
+texts = [f"a frame showing thing {i}" for i in range(rows)]
+with get_session() as session:
+    saved = CaptionRepository(session).save_all(
+        "bench-model", texts, [i / 30 for i in range(rows)], list(range(rows))
+    )
+    assert len(saved) == rows
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_rss_mb(rows: int) -> float:
+    """Peak RSS of a fresh process that migrates a SQLite file and runs one save_all."""
+    output = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    ).stdout
+    return float(output.split()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -157,6 +196,14 @@ def main() -> int:
             f"(median {statistics.median(ours):.3f}s) -> {ratio:.2f}x "
             f"(target <= {TARGETS[backend]:.0f}x: {verdict})"
         )
+        if backend == "sqlite":
+            peak = peak_rss_mb(args.rows)
+            verdict = "ok" if peak <= PEAK_RSS_TARGET_MB else "MISSED"
+            missed |= verdict == "MISSED"
+            print(
+                f"{backend:>10}: peak RSS of a process running one save_all of {args.rows:,} "
+                f"{peak:.0f} MB (target <= {PEAK_RSS_TARGET_MB} MB: {verdict})"
+            )
     return 1 if missed else 0
 
 
