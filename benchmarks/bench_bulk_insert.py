@@ -14,8 +14,8 @@ Exits 1 if a target is missed.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
