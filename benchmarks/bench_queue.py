@@ -366,8 +366,8 @@ def worker_pids(process: subprocess.Popen[bytes]) -> list[int]:
     if process.poll() is not None:
         raise RuntimeError(f"aana worker exited with code {process.returncode} (logs in {LOGS})")
     children = psutil.Process(process.pid).children()
-    # Not multiprocessing's resource tracker, also a child of the supervisor.
-    return [child.pid for child in children if "spawn_main" in " ".join(child.cmdline())]
+    # The worker processes (``python -m aana.tasks.supervisor NAME ...``), nothing else.
+    return [child.pid for child in children if "aana.tasks.supervisor" in child.cmdline()]
 
 
 def exactly_once(db: DbSettings) -> tuple[bool, list[int]]:
