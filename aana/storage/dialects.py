@@ -92,30 +92,6 @@ def _utcnow_sqlite(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
     return f"strftime('{_SQLITE_NOW_FORMAT}', 'now', ({shift}) || ' seconds')"
 
 
-class statement_now(FunctionElement[Any]):
-    """The database clock (UTC) as the statement began: fixed while the statement runs.
-
-    The claim compares tasks' due times with it. On PostgreSQL it is
-    ``statement_timestamp()``, which, unlike ``clock_timestamp()``, the planner may
-    compare inside an index scan: tasks not yet due are skipped on their index entry,
-    never fetched. SQLite's ``'now'`` is already fixed within a statement.
-    """
-
-    type = UtcDateTime()
-    inherit_cache = True
-    name = "statement_now"
-
-
-@compiles(statement_now, "postgresql")
-def _statement_now_postgresql(element: statement_now, compiler: SQLCompiler, **kw: Any) -> str:
-    return "statement_timestamp()"
-
-
-@compiles(statement_now, "sqlite")
-def _statement_now_sqlite(element: statement_now, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"strftime('{_SQLITE_NOW_FORMAT}', 'now')"
-
-
 class smallest(FunctionElement[Any]):
     """The smallest of its arguments: ``least`` on PostgreSQL, ``min`` on SQLite."""
 

@@ -49,7 +49,6 @@ from aana.storage.dialects import (
     likely,
     random_fraction,
     smallest,
-    statement_now,
     utcnow,
 )
 from aana.storage.models.task import CLAIMABLE_SQL, UNFINISHED_SQL, Status, TaskEntity
@@ -89,8 +88,13 @@ def one_of(
 
 
 def due() -> ColumnElement[bool]:
-    """Tasks whose time has come by the database clock."""
-    return Task.scheduled_at <= statement_now()
+    """Tasks whose time has come by the database clock.
+
+    ``utcnow()`` is the clock as the statement began (``statement_timestamp()`` on
+    PostgreSQL), fixed while it runs: the planner may compare it inside an index scan,
+    so tasks not yet due are skipped on their index entry, never fetched.
+    """
+    return Task.scheduled_at <= utcnow()
 
 
 def claimable(retryable_exceptions: tuple[str, ...], recheck: bool = False) -> ColumnElement[bool]:
