@@ -6,6 +6,7 @@ module live here, once.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -142,3 +143,31 @@ def aana(
 ) -> subprocess.CompletedProcess[str]:
     """Run the ``aana`` command line (``python -m aana.cli``)."""
     return run(["-m", "aana.cli", *args], cwd, db, check)
+
+
+def race(db: DbSettings, folder: Path, script: str, *arguments: str, racers: int = 4) -> list[Any]:
+    """Run ``racers`` processes of ``script`` that start together; their JSON outputs.
+
+    Each is called as ``script GO N *arguments``: it writes ``GO.N.ready`` once connected
+    and waiting, and starts when the file ``GO`` appears.
+    """
+    start = folder / "go"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, script, str(start), str(n), *arguments],
+            env=environment(db),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(racers)
+    ]
+    wait_until(lambda: len(list(folder.glob("go.*.ready"))) == racers, timeout=60)
+    start.touch()
+    outputs = []
+    for process in processes:
+        output, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors
+        outputs.append(json.loads(output))
+    return outputs

@@ -165,15 +165,26 @@ def pending_revisions(settings: Settings, app: AppMigrations | None = None) -> l
         UnknownRevisionException: The database is at a revision the code does not know.
 
     """
+    script, done = _applied(settings, app)
+    pending = [revision for revision in script.walk_revisions() if revision.revision not in done]
+    return [_line(revision) for revision in reversed(pending)]
+
+
+def _applied(settings: Settings, app: AppMigrations | None) -> tuple[ScriptDirectory, set[str]]:
+    """The migrations' scripts, and the revisions the database has had (heads and ancestors).
+
+    Raises:
+        UnknownRevisionException: The database is at a revision the code does not know.
+
+    """
     config = alembic_config(settings, app=app)
     script = ScriptDirectory.from_config(config)
     with config.attributes["engine"].connect() as connection:
-        current = _known_heads(MigrationContext.configure(connection), script)
-    done: set[str] = set()
-    for head in current:
-        done |= _ancestors(script, head)
-    pending = [revision for revision in script.walk_revisions() if revision.revision not in done]
-    return [_line(revision) for revision in reversed(pending)]
+        heads = _known_heads(MigrationContext.configure(connection), script)
+    applied: set[str] = set()
+    for head in heads:
+        applied |= _ancestors(script, head)
+    return script, applied
 
 
 def _line(revision: Script | None) -> str:
@@ -275,13 +286,7 @@ def missing_package_revisions(settings: Settings, app: AppMigrations | None = No
         UnknownRevisionException: The database is at a revision the code does not know.
 
     """
-    config = alembic_config(settings, app=app)
-    script = ScriptDirectory.from_config(config)
-    with config.attributes["engine"].connect() as connection:
-        heads = _known_heads(MigrationContext.configure(connection), script)
-    applied: set[str] = set()
-    for head in heads:
-        applied |= _ancestors(script, head)
+    script, applied = _applied(settings, app)
     package = script.iterate_revisions(f"{PACKAGE_BRANCH}@head", "base")
     return [revision.revision for revision in package if revision.revision not in applied]
 

@@ -1,9 +1,5 @@
 """De-duplication: one unfinished task per key, also across processes."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 from sqlalchemy import func, select
 
@@ -13,7 +9,7 @@ from aana.storage.models import Status, TaskEntity
 from aana.storage.models.task import DEDUPE_KEY_LENGTH
 from aana.storage.repository import TaskRepository
 from aana.storage.session import get_session
-from tests.helpers import REPO_ROOT, environment, wait_until
+from tests.helpers import REPO_ROOT, race
 
 
 @pytest.fixture
@@ -63,29 +59,7 @@ def test_dedupe__longest_key_is_stored(app):
 
 
 def test_dedupe__four_processes_deferring_the_same_keys_store_one_task_each(db, tmp_path):
-    start = tmp_path / "go"
-    racers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO_ROOT / "tests" / "tasks" / "dedupe_racer.py"),
-                str(start),
-                str(n),
-            ],
-            env=environment(db),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
-    ]
-    # All four connected and waiting: then they go together.
-    wait_until(lambda: len(list(tmp_path.glob("go.*.ready"))) == 4, timeout=60)
-    start.touch()
-    results = []
-    for racer in racers:
-        output, errors = racer.communicate(timeout=120)
-        assert racer.returncode == 0, errors
-        results.append(json.loads(output))
+    racer = str(REPO_ROOT / "tests" / "tasks" / "dedupe_racer.py")
+    results = race(db, tmp_path, racer)  # all four connected and waiting, then together
     assert all(result == results[0] for result in results)
     assert count_tasks() == 30

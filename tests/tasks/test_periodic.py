@@ -1,9 +1,6 @@
 """Periodic tasks: exactly one task per period, however many workers run."""
 
 import itertools
-import json
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +12,7 @@ from aana.storage.models import Status, TaskEntity
 from aana.storage.session import get_session
 from aana.tasks import Worker, WorkerOptions
 from aana.tasks.periodic import InvalidCronExpressionError, PeriodicScheduler, PeriodicTask
-from tests.helpers import REPO_ROOT, environment, wait_until
+from tests.helpers import REPO_ROOT, race, wait_until
 
 
 def stored_tasks():
@@ -79,27 +76,9 @@ def test_periodic__one_task_per_period_and_a_missed_run_deferred_once(db):
 
 
 def test_periodic__four_processes_over_three_periods_defer_exactly_three_tasks(db, tmp_path):
-    start = tmp_path / "go"
     first = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC).isoformat()
     script = str(REPO_ROOT / "tests" / "tasks" / "periodic_racer.py")
-    racers = [
-        subprocess.Popen(
-            [sys.executable, script, str(start), str(n), first],
-            env=environment(db),
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
-    ]
-    wait_until(lambda: len(list(tmp_path.glob("go.*.ready"))) == 4, timeout=60)
-    start.touch()
-    stored = []
-    for racer in racers:
-        output, errors = racer.communicate(timeout=120)
-        assert racer.returncode == 0, errors
-        stored += json.loads(output)
+    stored = [key for keys in race(db, tmp_path, script, first) for key in keys]
     expected = [f"tick@2030-01-01T12:00:0{n}+00:00" for n in range(3)]
     assert sorted(stored) == expected  # each period stored by exactly one racer
     assert [row.period_key for row in stored_tasks()] == expected
