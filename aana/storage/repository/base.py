@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Dialect, func, select
+from sqlalchemy import Dialect, Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectin_polymorphic
 from sqlalchemy.orm.interfaces import ORMOption
 
@@ -34,6 +35,27 @@ def _one_row(entity: BaseEntity) -> bool:
     """Whether inserting ``entity`` is one statement: one table, no related objects."""
     mapper = type(entity).__mapper__
     return len(mapper.tables) == 1 and not mapper.relationships
+
+
+_FRESH = {"populate_existing": True}
+
+
+@functools.cache
+def _select_by_id(model_class: type[BaseEntity], classes: int) -> Select[Any] | None:
+    """``SELECT`` of one entity by its id (``:id``), subclass columns loaded too.
+
+    Cached per class and number of mapped subclasses (a subclass mapped later gets a new
+    statement); None for a composite primary key.
+    """
+    del classes  # part of the cache key only
+    mapper = model_class.__mapper__
+    if len(mapper.primary_key) != 1:
+        return None
+    query = select(model_class).where(mapper.primary_key[0] == bindparam("id"))
+    subclasses = [sub.class_ for sub in mapper.self_and_descendants][1:]
+    if subclasses:
+        query = query.options(selectin_polymorphic(model_class, subclasses))
+    return query
 
 
 class BaseRepository(Generic[T]):
@@ -258,12 +280,19 @@ class BaseRepository(Generic[T]):
         return entity  # type: ignore[return-value]
 
     def _get(self, item_id: Any, fresh: bool) -> T | None:
-        return self.session.get(
-            self.model_class,
-            item_id,
-            options=self._subclass_columns(),
-            populate_existing=fresh,
-        )
+        """The entity with this id; ``fresh`` reads it from the database even if loaded."""
+        if not fresh:
+            return self.session.get(self.model_class, item_id, options=self._subclass_columns())
+        subclasses = tuple(self.model_class.__mapper__.self_and_descendants)
+        query = _select_by_id(self.model_class, len(subclasses))
+        if query is None:  # a composite key: Session.get takes the tuple
+            return self.session.get(
+                self.model_class, item_id, options=self._subclass_columns(), populate_existing=True
+            )
+        # One statement built once per class and executed with the id bound: the ORM's
+        # compiled cache finds it at once, cheaper than Session.get's per-call query.
+        result = self.session.execute(query, {"id": item_id}, execution_options=_FRESH)
+        return result.scalar_one_or_none()  # type: ignore[no-any-return]
 
     def _subclass_columns(self) -> list[ORMOption]:
         """Loader options for the columns of this class's subclasses.
