@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     ColumnDefault,
     Connection,
+    Dialect,
     Integer,
     Table,
     TypeDecorator,
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from aana.storage import dialects
 from aana.storage.models.base import BaseEntity
+from aana.storage.types import CheckedType
 
 E = TypeVar("E", bound=BaseEntity)
 
@@ -109,22 +111,37 @@ def insert_and_load(
     connection = session.connection()
     statement = insert(table)
 
-    names = [column_of[name].key for name in columns]
     if any(len(values) != count for values in columns.values()):
         raise ValueError("every column of a bulk insert needs one value per row")
+    by_key = {column_of[name].key: values for name, values in columns.items()}
+    if _scalar_defaults_only(table, by_key.keys() | identity.keys()):
+        # Values converted column by column (a value every row shares, once) and handed
+        # to the driver's executemany: SQLAlchemy's per-row parameter handling would cost
+        # more than the driver itself.
+        def insert_chunks(ids: list[int] | None) -> None:
+            for start in range(0, count, _CHUNK):
+                chunk = {key: values[start : start + _CHUNK] for key, values in by_key.items()}
+                if ids is not None:
+                    chunk[key_column.key] = ids[start : start + _CHUNK]
+                insert_rows(connection, table, chunk, identity)
 
-    def insert_rows(ids: list[int] | None) -> None:
-        for start in range(0, count, _CHUNK):
-            stop = min(start + _CHUNK, count)
-            chunk = zip(*(values[start:stop] for values in columns.values()), strict=True)
-            rows = [{**identity, **dict(zip(names, row, strict=True))} for row in chunk]
-            if ids is not None:
-                for row, row_id in zip(rows, ids[start:stop], strict=True):
-                    row[key_column.key] = row_id
-            connection.execute(statement, rows)
+    else:
+        # A callable or SQL default: Core's INSERT computes it for every row.
+        statement = insert(table)
+        names = list(by_key)
+
+        def insert_chunks(ids: list[int] | None) -> None:
+            for start in range(0, count, _CHUNK):
+                stop = min(start + _CHUNK, count)
+                chunk = zip(*(values[start:stop] for values in by_key.values()), strict=True)
+                rows = [{**identity, **dict(zip(names, row, strict=True))} for row in chunk]
+                if ids is not None:
+                    for row, row_id in zip(rows, ids[start:stop], strict=True):
+                        row[key_column.key] = row_id
+                connection.execute(statement, rows)
 
     with gc_paused():
-        ids = dialects.insert_with_new_ids(connection, table, key_column, count, insert_rows)
+        ids = dialects.insert_with_new_ids(connection, table, key_column, count, insert_chunks)
         key_name = mapper.get_property_by_column(key_column).key
         key = getattr(entity_class, key_name)
         query = (
@@ -143,19 +160,40 @@ def insert_and_load(
             ) from None
 
 
+def _scalar_defaults_only(table: Table, given: Collection[str]) -> bool:
+    """Whether every column not in ``given`` has no Python-side default or a constant one."""
+    for column in table.c:
+        default = column.default
+        if column.key in given or default is None:
+            continue
+        if not (isinstance(default, ColumnDefault) and default.is_scalar):
+            return False
+    return True
+
+
+def _bound(column: Column[Any], values: Sequence[Any], dialect: Dialect) -> Sequence[Any]:
+    """The column's values checked and converted for the driver."""
+    if isinstance(column.type, CheckedType):
+        return column.type.bind_many(values, dialect)
+    process = column.type.bind_processor(dialect)
+    return values if process is None else [process(value) for value in values]
+
+
 def insert_rows(
     connection: Connection,
     table: Table,
     columns: Mapping[str, Sequence[Any]],
     same: Mapping[str, Any] | None = None,
     encoded: Collection[str] = (),
+    stream: bool = False,
 ) -> None:
     """Insert rows given column by column in one bulk operation, returning nothing.
 
     Values are checked and converted by their columns' types, except those of the
     ``encoded`` columns, already in the form the driver takes (JSON text, say). Columns
-    not given take their scalar defaults; server defaults apply as usual. PostgreSQL
-    streams many rows with ``COPY`` (see ``aana.storage.dialects.insert_many``).
+    not given take their scalar defaults (see ``_scalar_defaults_only``); server defaults
+    apply as usual. With ``stream``, PostgreSQL takes many rows by ``COPY`` (see
+    ``aana.storage.dialects.insert_many``).
 
     Args:
         connection: The connection, in the transaction to insert in.
@@ -163,6 +201,8 @@ def insert_rows(
         columns: Values by column key, one per row (all of the same length).
         same: Values by column key that every row takes.
         encoded: Keys of columns whose values are already converted for the driver.
+        stream: Whether PostgreSQL may take the rows by ``COPY``, which engine events
+            do not see.
 
     """
     same = dict(same or {})
@@ -178,8 +218,9 @@ def insert_rows(
     converted: list[Sequence[Any]] = []
     for key, values in [*columns.items(), *((key, [value]) for key, value in same.items())]:
         column = table.c[key]
-        process = None if key in encoded else column.type.bind_processor(dialect)
-        values = [process(value) for value in values] if process else values
+        if key not in encoded:
+            values = _bound(column, values, dialect)
         converted.append(values if key in columns else list(repeat(values[0], count)))
         names.append(column.name)
-    dialects.insert_many(connection, table, names, list(zip(*converted, strict=True)))
+    rows = list(zip(*converted, strict=True))
+    dialects.insert_many(connection, table, names, rows, stream=stream)

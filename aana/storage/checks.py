@@ -27,6 +27,7 @@ import math
 import numbers
 import operator
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from aana.exceptions.db import InvalidJsonException, InvalidTypeException, InvalidValueException
@@ -61,6 +62,12 @@ def _text_problem(text: str) -> str | None:
         "valid Unicode and cannot be stored; decode the bytes it came from with "
         "errors='replace', or fix its encoding"
     )
+
+
+def all_text_storable(texts: Iterable[str]) -> bool:
+    """Whether every one of these strings can be stored (one pass over all of them)."""
+    joined = "".join(texts)
+    return _text_problem(joined) is None
 
 
 def check_text(value: Any, where: str) -> str:

@@ -483,14 +483,19 @@ _COPY_FROM_ROWS = 100
 
 
 def insert_many(
-    connection: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    connection: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    stream: bool = False,
 ) -> None:
     """Insert rows of values, already converted for the driver, in one bulk operation.
 
-    PostgreSQL streams many rows with COPY; otherwise one executemany of an INSERT runs.
-    Values never become SQL text: COPY carries data, the INSERT binds parameters.
+    With ``stream``, PostgreSQL takes many rows by COPY on the driver's connection (engine
+    events do not see it); otherwise one executemany of an INSERT runs. Values never
+    become SQL text: COPY carries data, the INSERT binds parameters.
     """
-    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
+    if stream and connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
         qualified = (table.schema, table.name) if table.schema else (table.name,)
         copy = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
             pg_sql.Identifier(*qualified), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
@@ -498,9 +503,9 @@ def insert_many(
         driver_connection: Any = connection.connection.driver_connection
         cursor = driver_connection.cursor()
         try:
-            with cursor, cursor.copy(copy) as stream:
+            with cursor, cursor.copy(copy) as copying:
                 for row in rows:
-                    stream.write_row(row)
+                    copying.write_row(row)
         except psycopg.Error as error:
             # Raw driver errors, as SQLAlchemy would have wrapped them had it run the COPY.
             raise DBAPIError.instance(

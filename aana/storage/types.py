@@ -10,7 +10,9 @@ its table (see ``_name_checked_columns``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import math
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -50,6 +52,28 @@ class CheckedType(TypeDecorator[Any]):
         copy.column = column
         return copy
 
+    def bind_many(self, values: Sequence[Any], dialect: Dialect) -> Sequence[Any]:
+        """``values`` checked and converted for the driver, as binding each would.
+
+        Bulk inserts bind a column's values together: where one pass over the list shows
+        them all fine (``_all_storable``), they go as they are; otherwise each value is
+        bound alone, and the first bad one raises its error.
+        """
+        if self._all_storable(values) and self._impl_passes_values(dialect):
+            return values
+        process = self.bind_processor(dialect)
+        return values if process is None else [process(value) for value in values]
+
+    def _all_storable(self, values: Sequence[Any]) -> bool:
+        """Whether every value is known fine at a glance; False means "look closer"."""
+        del values
+        return False
+
+    def _impl_passes_values(self, dialect: Dialect) -> bool:
+        """Whether the underlying type hands values to the driver unchanged."""
+        impl = dialect.type_descriptor(self.load_dialect_impl(dialect))
+        return impl.bind_processor(dialect) is None
+
     @property
     def python_type(self) -> type[Any]:
         """The Python type of the values, as the underlying type says.
@@ -73,6 +97,9 @@ class CheckedString(CheckedType):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         """Check the text."""
         return None if value is None else checks.check_text(value, self.where())
+
+    def _all_storable(self, values: Sequence[Any]) -> bool:
+        return set(map(type, values)) <= {str} and checks.all_text_storable(values)
 
 
 class CheckedInteger(CheckedType):
@@ -102,6 +129,12 @@ class CheckedInteger(CheckedType):
         """Check the integer."""
         return None if value is None else checks.check_integer(value, self.where(), self.bits)
 
+    def _all_storable(self, values: Sequence[Any]) -> bool:
+        if not values or not set(map(type, values)) <= {int}:
+            return False
+        limit = 1 << (self.bits - 1)
+        return bool(-limit <= min(values) and max(values) < limit)
+
 
 class CheckedBigInteger(CheckedInteger):
     """A 64-bit integer (``BigInteger``) that refuses values outside that range."""
@@ -124,6 +157,13 @@ class CheckedFloat(CheckedType):
     def process_bind_param(self, value: Any, dialect: Dialect) -> float | None:
         """Check the number."""
         return None if value is None else checks.check_float(value, self.where())
+
+    def _all_storable(self, values: Sequence[Any]) -> bool:
+        return set(map(type, values)) <= {float} and all(map(math.isfinite, values))
+
+    def _impl_passes_values(self, dialect: Dialect) -> bool:
+        # Where ``Double`` converts at all, it calls float(): floats pass unchanged.
+        return True
 
 
 class CheckedJson(CheckedType):
@@ -210,6 +250,13 @@ class UtcDateTime(CheckedType):
 def _parse_sqlite(value: str | None) -> datetime | None:
     if value is None:
         return None
+    return _parse_sqlite_text(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_sqlite_text(value: str) -> datetime | None:
+    # Rows written together share their timestamps: a bulk load parses each text once
+    # (datetimes are immutable, so entities may share them).
     return _as_utc(datetime.fromisoformat(value))
 
 

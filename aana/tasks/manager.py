@@ -128,7 +128,9 @@ class QueueManager:
                 # Rows of a bulk insert carry values, not SQL: read the due time from the
                 # database clock in the same transaction.
                 same["scheduled_at"] = connection.execute(select(utcnow(when.delay))).scalar_one()
-            insert_rows(connection, table, {"id": ids, "data": encoded}, same, encoded={"data"})
+            insert_rows(
+                connection, table, {"id": ids, "data": encoded}, same, encoded={"data"}, stream=True
+            )
         return ids
 
     def _defer_once(self, values: dict[str, Any]) -> uuid.UUID:

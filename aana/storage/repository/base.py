@@ -292,7 +292,7 @@ class BaseRepository(Generic[T]):
         # One statement built once per class and executed with the id bound: the ORM's
         # compiled cache finds it at once, cheaper than Session.get's per-call query.
         result = self.session.execute(query, {"id": item_id}, execution_options=_FRESH)
-        return result.scalar_one_or_none()  # type: ignore[no-any-return]
+        return result.scalar_one_or_none()
 
     def _subclass_columns(self) -> list[ORMOption]:
         """Loader options for the columns of this class's subclasses.
