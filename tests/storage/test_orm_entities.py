@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
-from aana.storage.models import CaptionEntity, Status, TaskEntity
-from aana.storage.repository import CaptionRepository, TaskRepository
+from aana.storage.models import CaptionEntity, MediaEntity, Status, TaskEntity, VideoEntity
+from aana.storage.repository import CaptionRepository, TaskRepository, VideoRepository
 from aana.tasks.manager import QueueManager
 
 
@@ -169,3 +169,43 @@ def test_echo__every_repository_statement_is_logged(
     assert "INSERT INTO tasks" in logged
     assert logged.count("UPDATE tasks") >= 2
     assert "INSERT INTO caption" in logged
+
+
+class AuditedCaption(CaptionEntity):
+    """A subclass with a mapper ``before_insert`` listener: saved by the unit of work."""
+
+    __mapper_args__ = {"polymorphic_identity": "audited_caption"}
+
+
+audited: list[AuditedCaption] = []
+event.listen(AuditedCaption, "before_insert", lambda _m, _c, target: audited.append(target))
+
+
+def test_save__one_entity_is_loaded_persistent_and_clean_without_more_sql(
+    session: Session, statements: list[str]
+):
+    saved = CaptionRepository(session, NamedCaption).save("m", "a cat", 1.5, 3)
+
+    state = inspect(saved)
+    assert state.persistent and not state.modified and not state.expired_attributes
+    statements.clear()
+    # Every column, server defaults included, is already loaded: reading sends nothing.
+    assert (saved.caption_type, saved.caption, saved.frame_id) == ("named_caption", "a cat", 3)
+    assert saved.created_at is not None and saved.updated_at is not None
+    assert statements == []
+    assert session.get(CaptionEntity, saved.id) is saved
+
+
+def test_save__joined_entity_gets_its_python_side_default_id(session: Session):
+    video = VideoEntity(url="https://example.com/v.mp4")  # no id: the column default makes one
+    saved = VideoRepository(session).create(video)
+
+    assert saved is video and saved.id and saved.media_type == "video"
+    assert session.get(MediaEntity, saved.id) is saved
+
+
+def test_save__a_class_with_insert_listeners_goes_through_the_unit_of_work(session: Session):
+    audited.clear()
+    saved = CaptionRepository(session, AuditedCaption).save("m", "watched", 0.0, 0)
+    assert audited == [saved]
+    assert session.get(CaptionEntity, saved.id) is saved

@@ -16,6 +16,7 @@ from aana.exceptions.db import (
     NotFoundException,
     UnknownPolymorphicIdentityError,
 )
+from aana.storage.bulk import insert_entity, insert_entity_fits
 from aana.storage.checks import check_page
 from aana.storage.dialects import (
     READS_ALONE_OPTION,
@@ -29,12 +30,6 @@ from aana.storage.errors import OnViolation, translate_errors
 from aana.storage.models.base import BaseEntity
 
 T = TypeVar("T", bound=BaseEntity)
-
-
-def _one_row(entity: BaseEntity) -> bool:
-    """Whether inserting ``entity`` is one statement: one table, no related objects."""
-    mapper = type(entity).__mapper__
-    return len(mapper.tables) == 1 and not mapper.relationships
 
 
 _FRESH = {"populate_existing": True}
@@ -233,14 +228,18 @@ class BaseRepository(Generic[T]):
 
     def _insert(self, entity: T, action: str, on_violation: OnViolation | None = None) -> T:
         """Insert ``entity`` and commit; one statement runs in autocommit."""
-        if self._has_pending_changes() or not _one_row(entity):
+        if self._has_pending_changes() or not insert_entity_fits(entity):
             with self.writing(action, on_violation):
                 self.session.add(entity)
                 self.session.commit()
             return entity
+        if len(type(entity).__mapper__.tables) > 1:
+            with self.writing(action, on_violation):
+                insert_entity(self.session, entity)
+                self._end_transaction()
+            return entity
         with self.writing_one_statement(action, on_violation):
-            self.session.add(entity)
-            self.session.flush()
+            insert_entity(self.session, entity)
         return entity
 
     def create_multiple(self, entities: Iterable[T]) -> list[T]:
