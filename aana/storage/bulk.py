@@ -276,16 +276,18 @@ def _insert_returning(table: Table) -> Insert:
     return insert(table).returning(*table.c)
 
 
-def insert_entity_fits(entity: BaseEntity) -> bool:
+def insert_entity_fits(entity: BaseEntity, dialect: Dialect) -> bool:
     """Whether ``insert_entity`` can insert this entity as the unit of work would.
 
     It must be transient, its class mapped to tables only (joined inheritance is fine),
-    with no relationships and no mapper-level insert listeners.
+    with no relationships and no mapper-level insert listeners, and the database must
+    have ``INSERT ... RETURNING`` (SQLite since 3.35).
     """
     state = inspect(entity)
     mapper = state.mapper
     return (
-        state.transient
+        dialect.insert_returning
+        and state.transient
         and not mapper.relationships
         and all(isinstance(table, Table) for table in mapper.tables)
         and not mapper.dispatch.before_insert

@@ -228,7 +228,8 @@ class BaseRepository(Generic[T]):
 
     def _insert(self, entity: T, action: str, on_violation: OnViolation | None = None) -> T:
         """Insert ``entity`` and commit; one statement runs in autocommit."""
-        if self._has_pending_changes() or not insert_entity_fits(entity):
+        dialect = self.session.get_bind(self.model_class).dialect
+        if self._has_pending_changes() or not insert_entity_fits(entity, dialect):
             with self.writing(action, on_violation):
                 self.session.add(entity)
                 self.session.commit()
