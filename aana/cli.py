@@ -241,6 +241,36 @@ def check(app_path: str | None) -> None:
     click.echo("The database is at the newest revisions; models and migrations agree.")
 
 
+@main.command()
+@click.argument("app_path")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; the dashboard has no auth of its own: keep it local.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def dashboard(app_path: str, host: str, port: int) -> None:
+    """Serve the web dashboard, the task API and /metrics of APP_PATH with uvicorn.
+
+    The dashboard is at /, the JSON API at /api/tasks (docs at /api/docs), Prometheus
+    metrics at /metrics. Needs the api extra: pip install 'aana-storage[api]'.
+
+    APP_PATH: module:attribute of your AanaSDK, e.g. myapp.main:aana_app.
+    """
+    app = load_app(app_path)
+    try:
+        import uvicorn
+
+        from aana.api.server import dashboard_app
+    except ImportError as error:
+        raise CommandFailed(
+            f"the dashboard needs the api extra ({error.name} is missing): "
+            "pip install 'aana-storage[api]'"
+        ) from error
+    uvicorn.run(dashboard_app(app), host=host, port=port, log_config=None)
+
+
 main.add_command(worker)
 main.add_command(tasks)
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Dialect,
     Engine,
     Insert,
+    String,
     Table,
     event,
     func,
@@ -107,6 +108,26 @@ def _smallest_postgresql(element: smallest, compiler: SQLCompiler, **kw: Any) ->
 @compiles(smallest, "sqlite")
 def _smallest_sqlite(element: smallest, compiler: SQLCompiler, **kw: Any) -> str:
     return f"min({compiler.process(element.clauses, **kw)})"
+
+
+class minute_of(FunctionElement[Any]):
+    """A UTC timestamp's minute as text, ``YYYY-MM-DD HH:MM``: a key to group rows by."""
+
+    type = String()
+    inherit_cache = True
+    name = "minute_of"
+
+
+@compiles(minute_of, "postgresql")
+def _minute_of_postgresql(element: minute_of, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')"
+
+
+@compiles(minute_of, "sqlite")
+def _minute_of_sqlite(element: minute_of, compiler: SQLCompiler, **kw: Any) -> str:
+    # Stored as ISO text in UTC (see _SQLITE_NOW_FORMAT): the minute is its first 16 characters.
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 16)"
 
 
 class random_fraction(FunctionElement[Any]):

@@ -36,6 +36,16 @@ class AppPathUsageError(click.ClickException):
     exit_code = 2
 
 
+def _require_prometheus_client() -> None:
+    """Refuse ``--metrics-port`` at once, not in each worker process, without the extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise click.UsageError(
+            "--metrics-port needs prometheus_client: pip install 'aana-storage[api]'"
+        )
+
+
 def load_app(app_path: str) -> AanaSDK:
     """The ``AanaSDK`` at ``app_path``, the current directory importable (as ``python -m``).
 
@@ -103,6 +113,18 @@ def load_app(app_path: str) -> AanaSDK:
     default=None,
     help="Seconds running tasks get to finish on SIGTERM/SIGINT [30].",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help="Serve Prometheus metrics on this port (process n: port + n); needs the api extra.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics are served on (0.0.0.0: every interface).",
+)
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 @click.option(
     "--no-listen",
@@ -119,6 +141,8 @@ def worker(
     max_active_per_user: int | None,
     poll_interval: float | None,
     shutdown_grace: float | None,
+    metrics_port: int | None,
+    metrics_host: str,
     burst: bool,
     no_listen: bool,
 ) -> None:
@@ -144,7 +168,11 @@ def worker(
         burst=burst or None,
         listen=False if no_listen else None,
         maximum_active_tasks_per_user=max_active_per_user,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
+    if metrics_port is not None:
+        _require_prometheus_client()
     sys.exit(run_workers(app_path, processes or queue_settings.num_workers, options))
 
 

@@ -72,6 +72,8 @@ def _child(name: str, app_path: str, options: WorkerOptions) -> int:
 def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
     """Run ``processes`` workers (this process itself when there is one).
 
+    With a metrics port, worker ``n`` serves its metrics on that port plus ``n``.
+
     SIGTERM or SIGINT is passed on to every worker as SIGTERM: they stop claiming and
     finish their running tasks; a second signal makes them hand those back at once.
 
@@ -81,12 +83,11 @@ def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
     """
     if processes <= 1:
         return run_worker(app_path, options)
-    encoded = json.dumps(dataclasses.asdict(options))
     names = [f"aana-worker-{n}" for n in range(processes)]
     # ``python -m`` makes the current directory importable, as for the command line.
     children = [
-        subprocess.Popen([sys.executable, "-m", __name__, name, app_path, encoded])
-        for name in names
+        subprocess.Popen([sys.executable, "-m", __name__, name, app_path, _encoded(options, n)])
+        for n, name in enumerate(names)
     ]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -105,6 +106,13 @@ def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
         if code != 0:
             logger.error("%s exited with code %s", name, code)
     return 1 if any(codes) else 0
+
+
+def _encoded(options: WorkerOptions, n: int) -> str:
+    """The options of worker process ``n``: its metrics, if any, on the ``n``-th next port."""
+    if options.metrics_port is not None:
+        options = dataclasses.replace(options, metrics_port=options.metrics_port + n)
+    return json.dumps(dataclasses.asdict(options))
 
 
 def main(argv: list[str]) -> int:

@@ -45,6 +45,7 @@ __all__ = ["QueueUnavailableError", "Worker", "WorkerOptions", "failure"]
 if TYPE_CHECKING:
     from aana.configs.settings import TaskQueueSettings
     from aana.tasks.app import TaskQueueMixin
+    from aana.tasks.metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class WorkerOptions:
             fails raises ``QueueUnavailableError`` instead.
         max_result_bytes: Largest result stored, in bytes of JSON text; a larger one
             ends its task FAILED with ``ResultNotStorableError``.
+        metrics_port: Serve Prometheus metrics (task durations, outcomes) on this port
+            (needs ``prometheus_client``, the ``api`` extra); None: no metrics.
+        metrics_host: The address the metrics are served on.
 
     """
 
@@ -83,6 +87,8 @@ class WorkerOptions:
     listen: bool = True
     burst: bool = False
     max_result_bytes: int = MAX_RESULT_BYTES
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_settings(cls, queue_settings: TaskQueueSettings, **overrides: Any) -> WorkerOptions:
@@ -136,6 +142,7 @@ class Worker:
         self._exit_timers: list[threading.Timer] = []
         self._listener = Listener(self.manager.engine, self._wake)
         self.processed = 0
+        self.metrics: WorkerMetrics | None = None
 
     @property
     def listener(self) -> Listener:
@@ -162,6 +169,7 @@ class Worker:
             for n in range(self.options.concurrency)
         ]
         maintenance = threading.Thread(target=self._maintain, name="aana-heartbeat", daemon=True)
+        self._start_metrics()
         for thread in [*threads, maintenance]:
             thread.start()
         periodic = self._start_periodic()
@@ -184,7 +192,19 @@ class Worker:
                 timer.cancel()  # stopped in time
             if self._own_engine:
                 self.manager.engine.dispose()
+            if self.metrics is not None:
+                self.metrics.close()
             logger.info("worker stopped after %d task(s)", self.processed)
+
+    def _start_metrics(self) -> None:
+        port = self.options.metrics_port
+        if port is None:
+            return
+        from aana.tasks.metrics import WorkerMetrics  # prometheus_client: only when asked
+
+        self.metrics = WorkerMetrics()
+        self.metrics.serve(port, self.options.metrics_host)
+        logger.info("metrics served on http://%s:%d/metrics", self.options.metrics_host, port)
 
     # --- the main loop ---
 
@@ -398,6 +418,7 @@ class Worker:
             while (job := self._jobs.get()) is not None:
                 outcome: Outcome
                 try:
+                    started = time.perf_counter()
                     if self._stopping.is_set():
                         outcome = (job, None, None)
                     else:
@@ -405,6 +426,9 @@ class Worker:
                 except BaseException as error:  # the thread outlives whatever a run raises
                     logger.exception("task %s (%s): running it failed", job.id, job.endpoint)
                     outcome = (job, Status.FAILED, failure(error))
+                if self.metrics is not None and outcome[1] is not None:
+                    seconds = time.perf_counter() - started
+                    self.metrics.observe(job.endpoint, outcome[1].value, seconds)
                 if loop.is_closed():  # a handler closed its thread's loop: a new one
                     loop = asyncio.new_event_loop()
                 self._outcomes.put(outcome)

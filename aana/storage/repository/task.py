@@ -17,6 +17,7 @@ from aana.exceptions.db import (
     TaskAlreadyFinishedException,
 )
 from aana.storage import checks, queue_sql
+from aana.storage.dialects import minute_of, utcnow
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.base import BaseRepository
 
@@ -335,6 +336,75 @@ class TaskRepository(BaseRepository[TaskEntity]):
         query = query.order_by(TaskEntity.created_at.desc(), TaskEntity.id)
         query = query.limit(limit).offset(offset)
         with self.reading("listing tasks"):
+            return list(self.session.scalars(query, execution_options=_REFRESH))
+
+    def count_matching(
+        self,
+        user_id: str | None = None,
+        status: Status | None = None,
+        endpoint: str | None = None,
+    ) -> int:
+        """How many tasks ``get_tasks`` would list with these filters and no limit."""
+        query = select(func.count()).select_from(TaskEntity)
+        if endpoint is not None:
+            query = query.where(TaskEntity.endpoint == endpoint)
+        if user_id is not None:
+            query = query.where(TaskEntity.user_id == user_id)
+        if status is not None:
+            query = query.where(TaskEntity.status == Status(status))
+        with self.reading("counting tasks"):
+            return int(self.session.scalar(query) or 0)
+
+    def count_by_endpoint(self) -> dict[str, dict[str, int]]:
+        """Tasks per endpoint and status value (statuses without tasks left out)."""
+        query = select(TaskEntity.endpoint, TaskEntity.status, func.count()).group_by(
+            TaskEntity.endpoint, TaskEntity.status
+        )
+        counts: dict[str, dict[str, int]] = {}
+        with self.reading("counting tasks per endpoint"):
+            for endpoint, status, number in self.session.execute(query):
+                counts.setdefault(endpoint, {})[Status(status).value] = number
+        return counts
+
+    def finished_per_minute(self, seconds: float) -> list[tuple[str, str, int]]:
+        """Tasks COMPLETED or FAILED in the last ``seconds`` (database clock), per minute.
+
+        Returns:
+            ``(minute, status value, count)`` rows, oldest minute first; the minute is
+            UTC text, ``YYYY-MM-DD HH:MM``.
+
+        """
+        minute = minute_of(TaskEntity.completed_at)
+        query = (
+            select(minute, TaskEntity.status, func.count())
+            .where(
+                TaskEntity.status.in_((Status.COMPLETED, Status.FAILED)),
+                TaskEntity.completed_at >= utcnow(-float(seconds)),
+            )
+            .group_by(minute, TaskEntity.status)
+            .order_by(minute)
+        )
+        with self.reading("counting finished tasks per minute"):
+            return [
+                (str(at), Status(status).value, int(number))
+                for at, status, number in self.session.execute(query)
+            ]
+
+    def latest_ended(self, status: Status, limit: int = 20) -> list[TaskEntity]:
+        """The tasks of a finished ``status`` that ended last, newest first.
+
+        Raises:
+            ValueError: ``limit`` is negative; nothing is read.
+
+        """
+        checks.check_page(limit)
+        query = (
+            select(TaskEntity)
+            .where(TaskEntity.status == Status(status))
+            .order_by(TaskEntity.completed_at.desc(), TaskEntity.id)
+            .limit(limit)
+        )
+        with self.reading("listing ended tasks"):
             return list(self.session.scalars(query, execution_options=_REFRESH))
 
     def count(self, user_id: str | None = None) -> dict[str, int]:
