@@ -17,6 +17,7 @@ from fastapi import HTTPException, status
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 from aana.exceptions.db import (
     ConstraintViolationException,
     DatabaseException,
@@ -47,13 +48,23 @@ def http_error(
     """
     if isinstance(error, NotFoundException):
         return HTTPException(status.HTTP_404_NOT_FOUND, str(error))
-    if isinstance(error, (ConstraintViolationException, TaskAlreadyFinishedException, *conflicts)):
+    if isinstance(error, ConstraintViolationException | TaskAlreadyFinishedException):
         return HTTPException(status.HTTP_409_CONFLICT, str(error))
     if isinstance(error, DatabaseNotMigratedError):
         return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error))
-    if isinstance(error, DatabaseException | SQLAlchemyError | TimeoutError):
+    if isinstance(
+        error,
+        DatabaseException
+        | SQLAlchemyError
+        | TimeoutError
+        | ConfigurationError
+        | MissingConfigKeyError,
+    ):
+        # The server's problem, not the request's: the detail stays in the log.
         logger.error("task API: the database failed: %s", error)
         return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE)
+    if isinstance(error, conflicts):
+        return HTTPException(status.HTTP_409_CONFLICT, str(error))
     if isinstance(error, InvalidInputException | TypeError | ValueError):
         return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error))
     return None
