@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from importlib.metadata import distribution, metadata, version
 from pathlib import Path
 
@@ -64,3 +66,46 @@ def test_metadata__extras_license_classifiers_urls_version() -> None:
     assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
     assert meta.get_all("Project-URL")
     assert aana.__version__ == version("aana-storage")
+
+
+HTTP_MODULES = ("fastapi", "starlette", "jinja2", "prometheus_client", "uvicorn")
+
+
+def test_core_cli_and_worker__never_import_the_http_dependencies() -> None:
+    """The api extra is optional: only ``aana.api`` (and metrics, when asked) load it."""
+    code = (
+        "import sys, aana, aana.sdk, aana.cli, aana.tasks.worker, aana.tasks.supervisor\n"
+        "from aana.storage.session import get_session\n"
+        f"print(sorted(m for m in {HTTP_MODULES!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_wheel__ships_the_dashboard_templates_and_static_files(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # a copy: building leaves build/ and *.egg-info behind
+    shutil.copytree(root / "aana", source / "aana", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(root / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(source)],
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("aana_storage-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for name in (
+        "aana/api/templates/base.html",
+        "aana/api/templates/index.html",
+        "aana/api/templates/panels.html",
+        "aana/api/templates/task.html",
+        "aana/api/static/dashboard.js",
+        "aana/api/static/dashboard.css",
+        "aana/py.typed",
+    ):
+        assert name in names
