@@ -73,6 +73,11 @@ class TaskEntity(BaseEntity, TimeStampEntity):
 
     __table_args__ = (
         Index("ix_tasks_status", "status"),
+        # The dashboard: latest failures and tasks ended in the last hour are a range
+        # of this index, not a sort of every finished task.
+        Index("ix_tasks_status_completed_at", "status", "completed_at"),
+        # Listings, newest first (the dashboard, GET /tasks, aana tasks list).
+        Index("ix_tasks_created_at", "created_at", "id"),
         CheckConstraint(STATUS_CHECK_SQL, name="status"),
     )
 
