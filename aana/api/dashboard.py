@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader
 from sqlalchemy.orm import Session
 
 from aana.api.calls import call_database
+from aana.api.counts import CachedCounts
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.repository.task import TaskRepository
 
@@ -93,14 +94,14 @@ def _chart(rows: list[tuple[str, str, int]], now: datetime) -> dict[str, Any]:
     }
 
 
-def _overview(app: AanaSDK) -> Overview:
+def _overview(app: AanaSDK, counts: CachedCounts) -> Overview:
     with Session(app.settings.db_config.get_engine(), expire_on_commit=False) as db:
         repository = TaskRepository(db)
         active = repository.get_tasks(status=Status.RUNNING, limit=50)
         active += repository.get_tasks(status=Status.ASSIGNED, limit=50)
         overview = Overview(
-            by_status=repository.count(),
-            by_endpoint=repository.count_by_endpoint(),
+            by_status=counts.by_status(),
+            by_endpoint=counts.by_endpoint(),
             active=active,
             failures=repository.latest_ended(Status.FAILED, 10),
             recent=repository.get_tasks(limit=20),
@@ -140,6 +141,7 @@ def dashboard_router(
     dependencies: Sequence[params.Depends] | None = None,
     timeout: float = 10.0,
     refresh_seconds: float = 5.0,
+    counts_seconds: float = 2.0,
     secure_cookie: bool = False,
 ) -> APIRouter:
     """The dashboard's pages; mount it with ``include_router`` (with a prefix or without).
@@ -151,11 +153,14 @@ def dashboard_router(
         dependencies: FastAPI dependencies run before each page (auth).
         timeout: Seconds the database may take before a page shows an error (503).
         refresh_seconds: How often the main page reloads its panels.
+        counts_seconds: How long one counting of the tasks is shown (counting reads the
+            whole table; the other panels are read at every refresh).
         secure_cookie: Send the CSRF cookie over HTTPS only (set it behind TLS).
 
     """
     router = APIRouter(dependencies=list(dependencies or ()), include_in_schema=False)
     templates = _environment()
+    counts = CachedCounts(app, counts_seconds)
 
     def render(
         request: Request, template: str, code: int = status.HTTP_200_OK, **values: Any
@@ -181,12 +186,12 @@ def dashboard_router(
 
     @router.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> HTMLResponse:
-        overview, failed = await load(request, "index.html", _overview, app)
+        overview, failed = await load(request, "index.html", _overview, app, counts)
         return failed or render(request, "index.html", overview=overview, error=None)
 
     @router.get("/panels", response_class=HTMLResponse)
     async def panels(request: Request) -> HTMLResponse:
-        overview, failed = await load(request, "panels.html", _overview, app)
+        overview, failed = await load(request, "panels.html", _overview, app, counts)
         return failed or render(request, "panels.html", overview=overview, error=None)
 
     def read(task_id: str) -> TaskEntity:

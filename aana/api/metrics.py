@@ -6,8 +6,6 @@ Prometheus (or several of them) scrapes, the database answers at most once per p
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -15,11 +13,10 @@ from fastapi import APIRouter, Response, params
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.orm import Session
 
 from aana.api.calls import call_database
+from aana.api.counts import CachedCounts
 from aana.storage.models.task import Status
-from aana.storage.repository.task import TaskRepository
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -31,21 +28,7 @@ class QueueCollector(Collector):
     """Gauges of the tasks per status and endpoint, read from the database and cached."""
 
     def __init__(self, app: AanaSDK, cache_seconds: float = 5.0) -> None:
-        self.app = app
-        self.cache_seconds = cache_seconds
-        self._lock = threading.Lock()
-        self._read_at = -float("inf")
-        self._counts: dict[str, dict[str, int]] = {}
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Tasks per endpoint and status, at most ``cache_seconds`` old."""
-        with self._lock:  # concurrent scrapes wait for one query instead of each running it
-            if time.monotonic() - self._read_at >= self.cache_seconds:
-                engine = self.app.settings.db_config.get_engine()
-                with Session(engine) as session:
-                    self._counts = TaskRepository(session).count_by_endpoint()
-                self._read_at = time.monotonic()
-            return self._counts
+        self.counts = CachedCounts(app, cache_seconds)
 
     def collect(self) -> Iterator[Metric]:
         """The gauge ``aana_tasks{status, endpoint}``."""
@@ -54,7 +37,7 @@ class QueueCollector(Collector):
             "Tasks in the database per status and endpoint",
             labels=["status", "endpoint"],
         )
-        for endpoint, numbers in sorted(self.counts().items()):
+        for endpoint, numbers in sorted(self.counts.by_endpoint().items()):
             for task_status in Status:
                 gauge.add_metric([task_status.value, endpoint], numbers.get(task_status.value, 0))
         yield gauge

@@ -81,7 +81,8 @@ def dashboard(db: DbSettings) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until(lambda: server.poll() is not None or _serving(url), timeout=30, interval=0.1)
+        ready = f"{url}static/dashboard.css"  # no database read: counts are not cached yet
+        wait_until(lambda: server.poll() is not None or _serving(ready), timeout=30, interval=0.1)
         assert server.poll() is None, f"aana dashboard exited with {server.returncode}"
         yield url
     finally:
