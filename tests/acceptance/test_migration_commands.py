@@ -16,6 +16,7 @@ PACKAGE_REVISIONS = [
     "0002_claim_order_index",
     "0003_notify_new_tasks",
     "0004_tasks_in_time",
+    "0005_dashboard_indexes",
 ]
 
 

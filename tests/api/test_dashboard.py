@@ -18,7 +18,7 @@ from aana.sdk import AanaSDK
 from aana.storage.models.task import Status
 from aana.storage.repository.task import TaskRepository
 from aana.storage.session import get_session
-from tests.helpers import wait_until
+from tests.helpers import aana, wait_until
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -164,3 +164,9 @@ def test_dashboard_app__serves_the_dashboard_api_and_metrics(aana_app: AanaSDK) 
         assert client.get("/api/tasks/counts").json()["total"] == 1
         assert "aana_tasks" in client.get("/metrics").text
         assert client.get("/api/openapi.json").status_code == 200
+
+
+def test_cli__dashboard_command_binds_to_localhost_by_default(db: DbSettings) -> None:
+    result = aana("dashboard", "--help", db=db)
+    assert "APP_PATH" in result.stdout
+    assert "127.0.0.1" in result.stdout and "8000" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.request
 
@@ -14,6 +15,7 @@ from aana.sdk import AanaSDK
 from aana.storage.models.task import Status
 from aana.storage.repository.task import TaskRepository
 from aana.storage.session import get_session
+from aana.tasks.supervisor import _encoded as encoded_options
 from aana.tasks.worker import Worker, WorkerOptions
 from tests.api.conftest import free_port
 from tests.helpers import wait_until
@@ -103,3 +105,10 @@ def test_worker_metrics__serve_durations_and_outcomes_after_tasks_run(aana_app: 
     assert samples(text, "aana_task_duration_seconds_sum")[(("endpoint", "ok"),)] >= 0
     # Stopped with the worker: the port is free again.
     wait_until(lambda: not thread.is_alive(), timeout=10)
+
+
+def test_worker_processes__each_serves_metrics_on_its_own_port() -> None:
+    options = WorkerOptions(metrics_port=9100)
+    ports = [json.loads(encoded_options(options, n))["metrics_port"] for n in range(3)]
+    assert ports == [9100, 9101, 9102]
+    assert json.loads(encoded_options(WorkerOptions(), 1))["metrics_port"] is None
