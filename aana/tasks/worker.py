@@ -162,14 +162,19 @@ class Worker:
         self._wake.set()
 
     def run(self) -> None:
-        """Work until ``stop()``, SIGTERM or SIGINT (or an empty queue in burst mode)."""
+        """Work until ``stop()``, SIGTERM or SIGINT (or an empty queue in burst mode).
+
+        Raises:
+            OSError: The metrics port (``metrics_port``) cannot be listened on.
+
+        """
+        self._start_metrics()  # first: a port in use stops the worker before it claims
         restore = self._install_signal_handlers()
         threads = [
             threading.Thread(target=self._handle_jobs, name=f"aana-task-{n}", daemon=True)
             for n in range(self.options.concurrency)
         ]
         maintenance = threading.Thread(target=self._maintain, name="aana-heartbeat", daemon=True)
-        self._start_metrics()
         for thread in [*threads, maintenance]:
             thread.start()
         periodic = self._start_periodic()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.request
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -112,3 +114,14 @@ def test_worker_processes__each_serves_metrics_on_its_own_port() -> None:
     ports = [json.loads(encoded_options(options, n))["metrics_port"] for n in range(3)]
     assert ports == [9100, 9101, 9102]
     assert json.loads(encoded_options(WorkerOptions(), 1))["metrics_port"] is None
+
+
+def test_worker_metrics__port_in_use_stops_the_worker_before_it_claims(aana_app: AanaSDK) -> None:
+    task_id = aana_app.defer("ok", {})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        worker = Worker(aana_app, WorkerOptions(metrics_port=taken.getsockname()[1], burst=True))
+        with pytest.raises(OSError):
+            worker.run()
+    assert aana_app.get_task(task_id).status == Status.CREATED
