@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session
 from aana.api.calls import call_database
 from aana.api.counts import CachedCounts
 from aana.storage.models.task import Status, TaskEntity
+from aana.storage.models.worker import WorkerEntity
 from aana.storage.repository.task import TaskRepository
+from aana.storage.repository.worker import WorkerRepository
 
 if TYPE_CHECKING:
     from aana.sdk import AanaSDK
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 CSRF_COOKIE = "aana_dashboard_csrf"
 CSRF_FIELD = "csrf_token"
 CHART_MINUTES = 60
+WORKERS_SHOWN_SECONDS = 600.0
+"""Workers silent for longer are left off the page (their rows go after an hour)."""
 SECURITY_HEADERS = {
     # Only the dashboard's own script and style; no inline script can run.
     "Content-Security-Policy": (
@@ -56,6 +60,8 @@ class Overview:
     by_status: dict[str, int]
     by_endpoint: dict[str, dict[str, int]]
     active: list[TaskEntity]
+    workers: list[WorkerEntity]
+    heartbeat_timeout: float
     failures: list[TaskEntity]
     recent: list[TaskEntity]
     chart: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +109,8 @@ def _overview(app: AanaSDK, counts: CachedCounts) -> Overview:
             by_status=counts.by_status(),
             by_endpoint=counts.by_endpoint(),
             active=active,
+            workers=WorkerRepository(db).seen_within(WORKERS_SHOWN_SECONDS),
+            heartbeat_timeout=app.settings.task_queue.heartbeat_timeout,
             failures=repository.latest_ended(Status.FAILED, 10),
             recent=repository.get_tasks(limit=20),
         )
@@ -125,12 +133,17 @@ def _age(moment: datetime | None) -> str:
     return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
+def _seconds_ago(moment: datetime) -> float:
+    return max(0.0, (_utc_now() - moment).total_seconds())
+
+
 def _environment() -> Environment:
     environment = Environment(
         loader=PackageLoader("aana.api", "templates"), autoescape=True, auto_reload=False
     )
     environment.filters["pretty_json"] = _pretty_json
     environment.filters["age"] = _age
+    environment.filters["seconds_ago"] = _seconds_ago
     environment.globals["statuses"] = [task_status.value for task_status in Status]
     return environment
 

@@ -52,6 +52,7 @@ from aana.storage.dialects import (
     utcnow,
 )
 from aana.storage.models.task import CLAIMABLE_SQL, UNFINISHED_SQL, Status, TaskEntity
+from aana.storage.models.worker import WorkerEntity
 from aana.storage.types import CheckedFloat, JsonType, UtcDateTime
 
 Task = TaskEntity
@@ -665,3 +666,47 @@ def purge(older_than: float, statuses: Sequence[Status] = FINISHED) -> Delete:
 def purgeable(older_than: float, statuses: Sequence[Status] = FINISHED) -> ColumnElement[bool]:
     """Finished tasks that ended more than ``older_than`` seconds ago (database clock)."""
     return and_(Task.status.in_(statuses), Task.completed_at < utcnow(-older_than))
+
+
+# --- workers, as their heartbeats report them ---
+
+WORKER_ROWS_KEPT = 3600.0
+"""Seconds a silent worker's row is kept (it died without stopping) before it is removed."""
+
+
+@cache
+def worker_seen() -> Update:
+    """A worker's heartbeat: its counts and the database clock (no row: a new worker)."""
+    return (
+        update(WorkerEntity)
+        .where(WorkerEntity.id == bindparam("worker_id"))
+        .values(
+            last_heartbeat=utcnow(),
+            running=bindparam("worker_running"),
+            processed=bindparam("worker_processed"),
+        )
+    )
+
+
+@cache
+def worker_started() -> Insert:
+    """A worker's first heartbeat."""
+    return insert(WorkerEntity).values(
+        id=bindparam("worker_id"),
+        hostname=bindparam("worker_hostname"),
+        pid=bindparam("worker_pid"),
+        concurrency=bindparam("worker_concurrency"),
+        running=bindparam("worker_running"),
+        processed=bindparam("worker_processed"),
+    )
+
+
+@cache
+def workers_gone() -> Delete:
+    """A stopped worker's row, and rows of workers silent for ``WORKER_ROWS_KEPT``."""
+    return delete(WorkerEntity).where(
+        or_(
+            WorkerEntity.id == bindparam("worker_id"),
+            WorkerEntity.last_heartbeat < utcnow(-WORKER_ROWS_KEPT),
+        )
+    )

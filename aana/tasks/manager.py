@@ -320,6 +320,22 @@ class QueueManager:
                 params = [queue_sql.attempt_params(attempt) for attempt in attempts]
                 db.execute(queue_sql.heartbeat_many(), params)
 
+    def report_worker(self, worker: Mapping[str, Any], first: bool) -> None:
+        """Record a worker's heartbeat (``worker_*`` parameters of ``queue_sql``).
+
+        The first one also removes rows of workers long silent.
+        """
+        with self._writing("recording the worker's heartbeat") as db:
+            if first:
+                db.execute(queue_sql.workers_gone(), {"worker_id": worker["worker_id"]})
+            if db.execute(queue_sql.worker_seen(), worker).rowcount == 0:
+                db.execute(queue_sql.worker_started(), worker)
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a stopping worker's row."""
+        with self._alone("removing the worker's row") as db:
+            db.execute(queue_sql.workers_gone(), {"worker_id": worker_id})
+
     def release(self, attempts: Sequence[Attempt]) -> set[uuid.UUID]:
         """Hand unfinished attempts back to the queue (NOT_FINISHED); returns their ids."""
         if not attempts:

@@ -16,8 +16,10 @@ import math
 import os
 import queue
 import signal
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _FIRST_POLL = 0.005  # seconds; an idle worker without notifications backs off from here
+_PRESENCE_INTERVAL = 2.0  # seconds between two writes of the worker's own row, at most
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,9 @@ class Worker:
         self._listener = Listener(self.manager.engine, self._wake)
         self.processed = 0
         self.metrics: WorkerMetrics | None = None
+        self._hostname, self._pid = socket.gethostname(), os.getpid()
+        self.worker_id = f"{self._hostname}:{self._pid}:{uuid.uuid4().hex[:8]}"
+        self._reported_at = -math.inf
 
     @property
     def listener(self) -> Listener:
@@ -195,6 +201,7 @@ class Worker:
             restore()
             for timer in self._exit_timers:
                 timer.cancel()  # stopped in time
+            self._forget_presence()
             if self._own_engine:
                 self.manager.engine.dispose()
             if self.metrics is not None:
@@ -506,6 +513,7 @@ class Worker:
                 with self._running_lock:
                     attempts = [job.attempt for job in self._running.values()]
                 self.manager.heartbeat(attempts)
+                self._report_presence(len(attempts))
                 expired = self.manager.sweep(
                     options.execution_timeout,
                     options.heartbeat_timeout,
@@ -522,6 +530,31 @@ class Worker:
                 logger.exception("heartbeat or expiry sweep failed")
             if self._stopped_maintenance.wait(interval):
                 return
+
+    def _report_presence(self, running: int) -> None:
+        """Write this worker's row of ``workers`` (for the dashboard), every few seconds."""
+        now = time.monotonic()
+        if now - self._reported_at < _PRESENCE_INTERVAL:
+            return
+        first = self._reported_at == -math.inf
+        self.manager.report_worker(
+            {
+                "worker_id": self.worker_id,
+                "worker_hostname": self._hostname,
+                "worker_pid": self._pid,
+                "worker_concurrency": self.options.concurrency,
+                "worker_running": running,
+                "worker_processed": self.processed,
+            },
+            first,
+        )
+        self._reported_at = now
+
+    def _forget_presence(self) -> None:
+        try:
+            self.manager.forget_worker(self.worker_id)
+        except Exception as error:  # the row goes once it is old; stopping goes on
+            logger.warning("removing this worker's row failed: %s", _one_line(error))
 
     # --- signals ---
 

@@ -15,10 +15,11 @@ from aana.api.dashboard import CSRF_COOKIE
 from aana.configs.db import DbSettings
 from aana.configs.settings import Settings
 from aana.sdk import AanaSDK
+from aana.storage.models import WorkerEntity
 from aana.storage.models.task import Status
 from aana.storage.repository.task import TaskRepository
 from aana.storage.session import get_session
-from tests.helpers import aana, wait_until
+from tests.helpers import aana, backdate, wait_until
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -170,3 +171,20 @@ def test_cli__dashboard_command_binds_to_localhost_by_default(db: DbSettings) ->
     result = aana("dashboard", "--help", db=db)
     assert "APP_PATH" in result.stdout
     assert "127.0.0.1" in result.stdout and "8000" in result.stdout
+
+
+def test_workers_panel__live_and_silent_workers_escaped(client: TestClient) -> None:
+    with get_session() as session:
+        session.add_all(
+            [
+                WorkerEntity(id="a:1:x", hostname="gpu-1", pid=41, concurrency=4, running=3),
+                WorkerEntity(id="b:2:y", hostname=SCRIPT, pid=42, concurrency=1),
+            ]
+        )
+        session.commit()
+        backdate(session, ["b:2:y"], 120, columns=("last_heartbeat",), entity=WorkerEntity)
+    page = client.get("/dashboard/panels").text
+    live = re.search(r'<tr data-worker-id="a:1:x" class="alive">(.*?)</tr>', page, re.S)
+    assert live and "gpu-1" in live.group(1) and "<td>3</td>" in live.group(1)
+    silent = re.search(r'<tr data-worker-id="b:2:y" class="silent">(.*?)</tr>', page, re.S)
+    assert silent and "(silent)" in silent.group(1) and ESCAPED in silent.group(1)

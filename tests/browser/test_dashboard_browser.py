@@ -15,6 +15,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from aana.configs.db import DbSettings
 from aana.sdk import AanaSDK
+from aana.storage.models import WorkerEntity
 from aana.storage.models.task import Status
 from aana.storage.repository.task import TaskRepository
 from aana.storage.session import get_session
@@ -96,7 +97,9 @@ def test_retry_button__changes_a_failed_task_status(
     task_id = aana_app.defer("echo", {"n": 1})
     set_status(task_id, Status.FAILED, {"error": "RuntimeError", "message": "boom"})
     browser.get(dashboard)
-    browser.find_element(By.CSS_SELECTOR, f'#failures a[href="tasks/{task_id}"]').click()
+    # Followed by URL, not clicked: the panels' refresh may replace the link meanwhile.
+    link = browser.find_element(By.CSS_SELECTOR, f'#failures a[href="tasks/{task_id}"]')
+    browser.get(link.get_attribute("href") or "")
     assert browser.find_element(By.ID, "task-status").text == "failed"
     browser.find_element(By.ID, "retry").click()
     WebDriverWait(browser, 10).until(
@@ -138,6 +141,18 @@ def test_screenshot__of_the_main_page(
     set_status(ids[19], Status.ASSIGNED)
     set_status(ids[19], Status.RUNNING, result=None)
     with get_session() as session:  # spread over the hour, for the chart
+        session.add_all(
+            WorkerEntity(
+                id=f"gpu-{n}:{4100 + n}:0",
+                hostname=f"gpu-{n}",
+                pid=4100 + n,
+                concurrency=4,
+                running=1 - n,
+                processed=9 * (n + 1),
+            )
+            for n in range(2)
+        )
+        session.commit()
         for n, task_id in enumerate(ids[:19]):
             backdate(session, [task_id], 60 + n * 173, columns=("completed_at",))
     browser.get(dashboard)

@@ -6,6 +6,7 @@ from aana.storage.models.media import MediaEntity
 from aana.storage.models.task import Status, TaskEntity
 from aana.storage.models.transcript import TranscriptEntity
 from aana.storage.models.video import VideoEntity
+from aana.storage.models.worker import WorkerEntity
 
 PACKAGE_TABLES = frozenset(BaseEntity.metadata.tables)
 """The tables of aana's own entities, owned by the package's migrations.
@@ -23,4 +24,5 @@ __all__ = [
     "TimeStampEntity",
     "TranscriptEntity",
     "VideoEntity",
+    "WorkerEntity",
 ]
