@@ -56,4 +56,5 @@ def test_migrate__four_processes_at_once_build_the_schema_once(
         "tasks",
         "transcript",
         "video",
+        "workers",
     }
