@@ -52,3 +52,16 @@ def test_imports__worker_side_needs_no_command_line_nor_alembic():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_imports__supervisor_needs_neither_sqlalchemy_nor_pydantic():
+    code = (
+        "import sys\n"
+        "import aana.tasks.supervisor\n"
+        "print(sorted(m for m in ('sqlalchemy', 'pydantic', 'click', 'alembic', 'psycopg') "
+        "if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

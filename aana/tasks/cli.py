@@ -151,7 +151,7 @@ def worker(
     SIGTERM or Ctrl-C stops claiming and lets running tasks finish within the grace
     period; a second one hands them back to the queue at once.
     """
-    from aana.tasks.supervisor import run_workers
+    from aana.tasks.supervisor import become_supervisor, run_workers
     from aana.tasks.worker import WorkerOptions
 
     app = load_app(app_path)
@@ -173,7 +173,13 @@ def worker(
     )
     if metrics_port is not None:
         _require_prometheus_client()
-    sys.exit(run_workers(app_path, processes or queue_settings.num_workers, options))
+    processes = processes or queue_settings.num_workers
+    if processes > 1:
+        # The supervisor only starts and waits for processes: it need not keep what this
+        # command imported to get here (about 80 MB), nor its connections.
+        app.settings.db_config.get_engine().dispose()
+        become_supervisor(app_path, processes, options)
+    sys.exit(run_workers(app_path, processes, options))
 
 
 def _require_migrated(app: AanaSDK, app_path: str) -> None:

@@ -1,7 +1,11 @@
 """Running several worker processes: start them, forward signals, wait for them.
 
-Each worker process runs this module (``python -m aana.tasks.supervisor``): it loads
-the application with ``AanaSDK.from_path`` and imports nothing of the command line.
+Each worker process runs this module (``python -m aana.tasks.supervisor NAME ...``): it
+loads the application with ``AanaSDK.from_path`` and imports nothing of the command line.
+The supervisor of ``aana worker --processes N`` runs it too
+(``python -m aana.tasks.supervisor --supervise ...``, which the command replaces itself
+with): it only starts and waits for processes, so it imports neither SQLAlchemy nor the
+application, and stays a small process.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from aana.log_config import configure_logging
-from aana.tasks.errors import QueueUnavailableError
-from aana.tasks.worker import Worker, WorkerOptions
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from aana.tasks.worker import Worker, WorkerOptions
+
+MODULE = "aana.tasks.supervisor"  # not __name__, which is "__main__" under python -m
+SUPERVISE = "--supervise"
+
+logger = logging.getLogger(MODULE)
 
 
 def run_worker(app_path: str, options: WorkerOptions) -> int:
@@ -33,12 +42,15 @@ def run_worker(app_path: str, options: WorkerOptions) -> int:
 
     """
     from aana.sdk import AanaSDK
+    from aana.tasks.worker import Worker
 
     return _run(Worker(AanaSDK.from_path(app_path), options))
 
 
 def _run(worker: Worker) -> int:
     """Run ``worker`` until it stops: 0, or 1 if it could not reach its queue."""
+    from aana.tasks.errors import QueueUnavailableError
+
     try:
         worker.run()
     except QueueUnavailableError as error:
@@ -49,6 +61,7 @@ def _run(worker: Worker) -> int:
 
 def _child(name: str, app_path: str, options: WorkerOptions) -> int:
     from aana.sdk import AanaSDK
+    from aana.tasks.worker import Worker
 
     # Ctrl-C reaches the whole process group; the parent forwards it once, as SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -72,8 +85,6 @@ def _child(name: str, app_path: str, options: WorkerOptions) -> int:
 def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
     """Run ``processes`` workers (this process itself when there is one).
 
-    With a metrics port, worker ``n`` serves its metrics on that port plus ``n``.
-
     SIGTERM or SIGINT is passed on to every worker as SIGTERM: they stop claiming and
     finish their running tasks; a second signal makes them hand those back at once.
 
@@ -83,14 +94,54 @@ def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
     """
     if processes <= 1:
         return run_worker(app_path, options)
+    return supervise(app_path, processes, _encode(options))
+
+
+def become_supervisor(app_path: str, processes: int, options: WorkerOptions) -> None:
+    """Replace this process with a small one that runs ``processes`` workers.
+
+    The command line has imported click, Alembic, SQLAlchemy and the application by the
+    time it knows the options; ``exec`` drops all that (the process id stays, so signals
+    sent to it still reach the supervisor). Does not return.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    logging.shutdown()  # flushes every handler
+    argv = [sys.executable, "-m", MODULE, SUPERVISE, str(processes), app_path, _encode(options)]
+    os.execv(sys.executable, argv)  # noqa: S606 (our own interpreter, no shell)
+
+
+def _encode(options: WorkerOptions) -> str:
+    return json.dumps(dataclasses.asdict(options))
+
+
+def _for_process(encoded_options: str, n: int) -> str:
+    """The options of worker process ``n``: its metrics, if any, on the ``n``-th next port."""
+    options = json.loads(encoded_options)
+    if options.get("metrics_port") is None:
+        return encoded_options
+    return json.dumps({**options, "metrics_port": options["metrics_port"] + n})
+
+
+def supervise(app_path: str, processes: int, encoded_options: str) -> int:
+    """Start ``processes`` worker processes, forward signals to them, wait for them all.
+
+    With a metrics port, worker ``n`` serves its metrics on that port plus ``n``.
+    """
     names = [f"aana-worker-{n}" for n in range(processes)]
     # ``python -m`` makes the current directory importable, as for the command line.
     children = [
-        subprocess.Popen([sys.executable, "-m", __name__, name, app_path, _encoded(options, n)])
+        subprocess.Popen(
+            [sys.executable, "-m", MODULE, name, app_path, _for_process(encoded_options, n)]
+        )
         for n, name in enumerate(names)
     ]
 
+    stopping = False
+
     def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         logger.info("signal %d: stopping %d worker process(es)", signum, len(children))
         for child in children:
             if child.poll() is None:
@@ -102,21 +153,27 @@ def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stopping:
+        # A worker still starting when asked to stop dies of the SIGTERM: as asked.
+        codes = [0 if code == -signal.SIGTERM else code for code in codes]
     for name, code in zip(names, codes, strict=True):
         if code != 0:
             logger.error("%s exited with code %s", name, code)
     return 1 if any(codes) else 0
 
 
-def _encoded(options: WorkerOptions, n: int) -> str:
-    """The options of worker process ``n``: its metrics, if any, on the ``n``-th next port."""
-    if options.metrics_port is not None:
-        options = dataclasses.replace(options, metrics_port=options.metrics_port + n)
-    return json.dumps(dataclasses.asdict(options))
-
-
 def main(argv: list[str]) -> int:
-    """A worker process started by ``run_workers``: ``NAME APP_PATH OPTIONS_JSON``."""
+    """Run a supervisor or one of its workers, as ``argv`` says.
+
+    ``--supervise PROCESSES APP_PATH OPTIONS_JSON`` is a supervisor (see
+    ``become_supervisor``); ``NAME APP_PATH OPTIONS_JSON`` one of its workers.
+    """
+    if argv[0] == SUPERVISE:
+        _, processes, app_path, encoded = argv
+        configure_logging()  # as the command line: AANA_LOG_LEVEL/FORMAT
+        return supervise(app_path, int(processes), encoded)
+    from aana.tasks.worker import WorkerOptions
+
     name, app_path, encoded = argv
     return _child(name, app_path, WorkerOptions(**json.loads(encoded)))
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
+import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -13,14 +16,15 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from aana.api import metrics_router
+from aana.configs.db import DbSettings
 from aana.sdk import AanaSDK
 from aana.storage.models.task import Status
 from aana.storage.repository.task import TaskRepository
 from aana.storage.session import get_session
-from aana.tasks.supervisor import _encoded as encoded_options
+from aana.tasks.supervisor import _for_process
 from aana.tasks.worker import Worker, WorkerOptions
 from tests.api.conftest import free_port
-from tests.helpers import wait_until
+from tests.helpers import REPO_ROOT, environment, wait_until
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -110,10 +114,11 @@ def test_worker_metrics__serve_durations_and_outcomes_after_tasks_run(aana_app: 
 
 
 def test_worker_processes__each_serves_metrics_on_its_own_port() -> None:
-    options = WorkerOptions(metrics_port=9100)
-    ports = [json.loads(encoded_options(options, n))["metrics_port"] for n in range(3)]
+    encoded = json.dumps(dataclasses.asdict(WorkerOptions(metrics_port=9100)))
+    ports = [json.loads(_for_process(encoded, n))["metrics_port"] for n in range(3)]
     assert ports == [9100, 9101, 9102]
-    assert json.loads(encoded_options(WorkerOptions(), 1))["metrics_port"] is None
+    without = json.dumps(dataclasses.asdict(WorkerOptions()))
+    assert json.loads(_for_process(without, 1))["metrics_port"] is None
 
 
 def test_worker_metrics__port_in_use_stops_the_worker_before_it_claims(aana_app: AanaSDK) -> None:
@@ -125,3 +130,46 @@ def test_worker_metrics__port_in_use_stops_the_worker_before_it_claims(aana_app:
         with pytest.raises(OSError):
             worker.run()
     assert aana_app.get_task(task_id).status == Status.CREATED
+
+
+def serves_metrics(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            return b"aana_tasks_processed" in answer.read()
+    except OSError:
+        return False
+
+
+def test_cli__worker_processes_serve_metrics_on_port_plus_n(db: DbSettings) -> None:
+    port = free_port()
+    while not all(port_is_free(port + n) for n in range(2)):
+        port = free_port()
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aana.cli",
+            "worker",
+            "tests.tasks.queue_app:app",
+            "--processes",
+            "2",
+            "--metrics-port",
+            str(port),
+        ],
+        cwd=REPO_ROOT,
+        env=environment(db),
+    )
+    try:
+        wait_until(lambda: serves_metrics(port) and serves_metrics(port + 1), timeout=60)
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=60) == 0
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

@@ -172,3 +172,28 @@ def test_burst__empty_queue_exits_zero(db, tmp_path):
     worker = worker_process(db, tmp_path, "--processes", "1", "--burst")
     output, _ = worker.communicate(timeout=120)
     assert worker.returncode == 0, output
+
+
+def resident_kb(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_supervisor__replaces_the_command_with_a_small_process(db, tmp_path):
+    app = AanaSDK()
+    worker = worker_process(db, tmp_path, "--processes", "2", "--poll-interval", "0.1")
+    children_file = Path(f"/proc/{worker.pid}/task/{worker.pid}/children")
+    task_id = app.defer("record", {"n": 1})
+    try:
+        wait_until(lambda: app.get_task(task_id).status == Status.COMPLETED, timeout=60)
+        wait_until(lambda: len(children_file.read_text().split()) == 2, timeout=30)
+        command = Path(f"/proc/{worker.pid}/cmdline").read_text().split("\0")
+        assert command[1:4] == ["-m", "aana.tasks.supervisor", "--supervise"]
+        children = [int(pid) for pid in children_file.read_text().split()]
+        # It imports neither SQLAlchemy nor the application: a fraction of a worker's size.
+        assert resident_kb(worker.pid) * 2 < min(resident_kb(pid) for pid in children)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
