@@ -317,9 +317,14 @@ def read_alone() -> Iterator[None]:
 
 
 def in_driver_transaction(dbapi_connection: Any, dialect: Dialect) -> bool:
-    """Whether statements sent now on this driver connection run inside a transaction."""
+    """Whether statements sent now on this driver connection run inside a transaction.
+
+    ``dbapi_connection`` is the pool's: the driver's own connection, or SQLAlchemy's
+    adapter around an asyncio driver's (whose ``driver_connection`` is the driver's).
+    """
     if dialect.name == "sqlite":
-        return bool(dbapi_connection.in_transaction)  # BEGIN was sent
+        driver_connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        return bool(driver_connection.in_transaction)  # BEGIN was sent
     return not dbapi_connection.autocommit  # psycopg begins one by itself unless autocommit
 
 
