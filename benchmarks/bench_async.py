@@ -193,19 +193,18 @@ def bench_backend(backend: str, rounds: int, scale: float) -> list[tuple[str, fl
         database = Database(backend, Path(folder))
         bench = AsyncBench(database, runner, scale)
         try:
-            sync, asyncio_, count = bench.save()
-            rows.append(("save (videos)", *best_rates(sync, asyncio_, count, rounds), SAME_TARGET))
+
+            def row(name: str, sides: tuple, target: float = SAME_TARGET) -> None:
+                baseline, measured, count = sides
+                rows.append((name, *best_rates(baseline, measured, count, rounds), target))
+
+            row("save (videos)", bench.save())
             ids = bench.stored_video_ids()
-            sync, asyncio_, count = bench.read(ids)
-            rows.append(("read (videos)", *best_rates(sync, asyncio_, count, rounds), SAME_TARGET))
+            row("read (videos)", bench.read(ids))
             if backend == "postgresql":
-                one, many, count = bench.concurrent_read(ids)
-                rates = best_rates(one, many, count, rounds)
-                rows.append((f"read, {COROUTINES} coroutines", *rates, CONCURRENT_TARGET))
-            sync, asyncio_, count = bench.save_all()
-            rows.append(("save_all (captions)", *best_rates(sync, asyncio_, count, rounds), SAME_TARGET))
-            sync, asyncio_, count = bench.defer()
-            rows.append(("defer (tasks)", *best_rates(sync, asyncio_, count, rounds), SAME_TARGET))
+                row(f"read, {COROUTINES} coroutines", bench.concurrent_read(ids), CONCURRENT_TARGET)
+            row("save_all (captions)", bench.save_all())
+            row("defer (tasks)", bench.defer())
         finally:
             runner.run(database.db.get_async_engine().dispose())
             database.drop()
