@@ -73,7 +73,7 @@ def twin_methods(sync_class: type[BaseRepository[Any]]) -> list[str]:
     """The names of the public methods of ``sync_class`` that its async twin awaits."""
     return sorted(
         name
-        for name, member in inspect.getmembers(sync_class, inspect.isfunction)
+        for name, _ in inspect.getmembers(sync_class, inspect.isfunction)
         if not name.startswith("_") and name not in SYNC_ONLY
     )
 
