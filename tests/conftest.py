@@ -13,17 +13,18 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 from psycopg import sql
-from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
 from aana.configs.settings import Settings
 from aana.storage import op
 from aana.storage.op import run_alembic_migrations
+from tests.apis import APIS, Api
 
 PG_SERVER = {
     "host": os.environ.get("AANA_TEST_PG_HOST", "127.0.0.1"),
@@ -150,8 +151,22 @@ def db(
         release(settings, name)
 
 
+@pytest.fixture(params=APIS)
+def api(request: pytest.FixtureRequest, db: DbSettings) -> Iterator[Api]:
+    """The repositories of the sync or the async API, on ``db`` (see ``tests/apis.py``)."""
+    api = Api(request.param, db)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
 @pytest.fixture
-def session(db: DbSettings) -> Iterator[Session]:
+def session(request: pytest.FixtureRequest, db: DbSettings) -> Iterator[Any]:
+    """A session on ``db``; in a test that takes ``api``, that API's session."""
+    if "api" in request.fixturenames:
+        yield request.getfixturevalue("api").session
+        return
     from aana.storage.session import get_session
 
     with get_session() as session:

@@ -8,6 +8,7 @@ options and connection setup, and reading constraint violations from driver erro
 from __future__ import annotations
 
 import sqlite3
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -296,6 +297,21 @@ def configure_sqlite_engine(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def release_failed_statement(dialect: Dialect, driver_error: BaseException | None) -> None:
+    """Let go at once of the driver's cursor of a statement that failed (SQLite, asyncio).
+
+    SQLAlchemy 2.0's aiosqlite adapter does not close the cursor of a statement that
+    failed: it stays in the frames of the error's traceback. Freed later, by the garbage
+    collector or when the error is dropped, on the event loop's thread, its statement is
+    reset, which takes the connection's mutex; if the connection went back to the pool
+    and now waits in another coroutine for the write lock (the busy timeout), the whole
+    loop waits with it, and the lock's holder cannot go on. Clearing the finished frames
+    now frees the cursor while its connection is idle. (SQLAlchemy 2.1 closes it itself.)
+    """
+    if dialect.name == "sqlite" and dialect.is_async and driver_error is not None:
+        traceback.clear_frames(driver_error.__traceback__)
+
+
 def autocommit_options(dialect: Dialect) -> dict[str, Any]:
     """Execution options under which each statement commits by itself.
 
@@ -338,9 +354,14 @@ def read_alone() -> Iterator[None]:
 
 
 def in_driver_transaction(dbapi_connection: Any, dialect: Dialect) -> bool:
-    """Whether statements sent now on this driver connection run inside a transaction."""
+    """Whether statements sent now on this driver connection run inside a transaction.
+
+    ``dbapi_connection`` is the pool's: the driver's own connection, or SQLAlchemy's
+    adapter around an asyncio driver's (whose ``driver_connection`` is the driver's).
+    """
     if dialect.name == "sqlite":
-        return bool(dbapi_connection.in_transaction)  # BEGIN was sent
+        driver_connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        return bool(driver_connection.in_transaction)  # BEGIN was sent
     return not dbapi_connection.autocommit  # psycopg begins one by itself unless autocommit
 
 

@@ -96,6 +96,7 @@ def _engine_options(settings: DbSettings) -> dict[str, Any]:
 def _report_errors(engine: Engine) -> None:
     @event.listens_for(engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
+        dialects.release_failed_statement(context.dialect, context.original_exception)
         if isinstance(context.original_exception, InvalidInputException):
             # A column type refused a value (aana.storage.checks): raise that, not
             # SQLAlchemy's StatementError around it, so Core users see what repositories do.

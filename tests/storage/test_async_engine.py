@@ -1,6 +1,6 @@
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from aana.storage.dialects import utcnow
 from aana.storage.models import TaskEntity
@@ -43,3 +43,56 @@ def test_task_repository__under_an_async_sessions_run_sync(db):
         return done.status, claimed
 
     assert asyncio.run(run()) == (Status.COMPLETED, [])
+
+
+def test_get_async_engine__same_connection_setup_as_the_sync_engine(db):
+    """SQLite: aiosqlite with the pragmas and busy timeout; PostgreSQL: psycopg's async mode."""
+    engine = db.get_async_engine()
+    sync_engine = db.get_engine()
+    if engine.dialect.name == "sqlite":
+        questions = ["PRAGMA journal_mode", "PRAGMA synchronous", "PRAGMA foreign_keys"]
+        questions.append("PRAGMA busy_timeout")
+    else:
+        questions = ["SHOW timezone", "SHOW statement_timeout", "SHOW application_name"]
+
+    async def ask() -> list:
+        async with engine.connect() as connection:
+            answers = [await connection.exec_driver_sql(q) for q in questions]
+            answers = [result.scalar() for result in answers]
+        await engine.dispose()
+        return answers
+
+    with sync_engine.connect() as connection:
+        expected = [connection.exec_driver_sql(q).scalar() for q in questions]
+    assert asyncio.run(ask()) == expected
+    assert engine.dialect.is_async
+    assert engine.dialect.driver == ("aiosqlite" if engine.dialect.name == "sqlite" else "psycopg")
+    if engine.dialect.name == "sqlite":
+        assert expected == ["wal", 1, 1, db.connection_timeout * 1000]
+
+
+def test_async_writes__begin_immediate_on_sqlite_reads_in_autocommit(db):
+    from aana.core.models import Video
+    from aana.storage.repository import AsyncVideoRepository
+    from aana.storage.session import get_async_session
+
+    engine = db.get_async_engine()
+    sent: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def record(_connection, _cursor, statement, *_args) -> None:
+        sent.append(statement.split()[0] + (" IMMEDIATE" if "IMMEDIATE" in statement else ""))
+
+    async def run() -> None:
+        async with get_async_session() as session:
+            videos = AsyncVideoRepository(session)
+            await videos.save(Video(url="https://example.com/v.mp4", media_id="v"))
+            await videos.read("v")
+        await engine.dispose()
+
+    asyncio.run(run())
+    if engine.dialect.name == "sqlite":
+        # Two tables: one transaction, the write lock taken up front; the read alone.
+        assert sent == ["BEGIN IMMEDIATE", "INSERT", "INSERT", "SELECT"]
+    else:
+        assert sent == ["INSERT", "INSERT", "SELECT"]

@@ -21,13 +21,6 @@ from aana.exceptions.db import (
 )
 from aana.storage.checks import MAX_JSON_DEPTH
 from aana.storage.models import CaptionEntity, MediaEntity, Status, TaskEntity
-from aana.storage.repository import (
-    CaptionRepository,
-    TaskRepository,
-    TranscriptRepository,
-    VideoRepository,
-)
-from aana.storage.repository.base import BaseRepository
 
 SURROGATE = "\ud800"
 NESTED_TOO_DEEP = 100_000
@@ -40,15 +33,15 @@ def nested(levels):
     return value
 
 
-def count(session, entity_class):
-    return BaseRepository(session, entity_class).count_all()
+def count(api, session, entity_class):
+    return api.BaseRepository(session, entity_class).count_all()
 
 
 # --- videos: text columns ---
 
 
-def test_video_save__lone_surrogate_in_title__value_error_nothing_written(session):
-    videos = VideoRepository(session)
+def test_video_save__lone_surrogate_in_title__value_error_nothing_written(api, session):
+    videos = api.VideoRepository(session)
     with pytest.raises(InvalidValueException) as raised:
         videos.save(Video(url="https://example.com/v.mp4", title=f"Caf{SURROGATE}"))
     assert isinstance(raised.value, ValueError)
@@ -58,22 +51,22 @@ def test_video_save__lone_surrogate_in_title__value_error_nothing_written(sessio
         "valid Unicode and cannot be stored; decode the bytes it came from with "
         "errors='replace', or fix its encoding."
     )
-    assert count(session, MediaEntity) == 0
+    assert count(api, session, MediaEntity) == 0
     videos.save(Video(url="https://example.com/v.mp4", title="Café"))
-    assert count(session, MediaEntity) == 1
+    assert count(api, session, MediaEntity) == 1
 
 
-def test_video_save__nul_in_description__value_error_on_both_backends(session):
-    videos = VideoRepository(session)
+def test_video_save__nul_in_description__value_error_on_both_backends(api, session):
+    videos = api.VideoRepository(session)
     with pytest.raises(InvalidValueException, match=r"video\.description: .*NUL character"):
         videos.save(Video(url="https://example.com/v.mp4", description="a\x00b"))
-    assert count(session, MediaEntity) == 0
+    assert count(api, session, MediaEntity) == 0
     videos.save(Video(url="https://example.com/v.mp4", description="ab"))
-    assert count(session, MediaEntity) == 1
+    assert count(api, session, MediaEntity) == 1
 
 
-def test_video_update__non_text_title__type_error(session):
-    videos = VideoRepository(session)
+def test_video_update__non_text_title__type_error(api, session):
+    videos = api.VideoRepository(session)
     media_id = videos.save(Video(url="https://example.com/v.mp4", title="T"))["media_id"]
     with pytest.raises(InvalidTypeException, match=r"video\.title takes text, got int 42"):
         videos.update(media_id, title=42)
@@ -87,8 +80,8 @@ def test_video_update__non_text_title__type_error(session):
 # --- transcripts: floats and JSON ---
 
 
-def save_transcript(session, info=None, segments=()):
-    return TranscriptRepository(session).save(
+def save_transcript(api, session, info=None, segments=()):
+    return api.TranscriptRepository(session).save(
         "whisper",
         info or AsrTranscriptionInfo(language="en", language_confidence=0.5),
         AsrTranscription(text="hello"),
@@ -96,31 +89,31 @@ def save_transcript(session, info=None, segments=()):
     )
 
 
-def test_transcript_save__nan_language_confidence__value_error_nothing_written(session):
+def test_transcript_save__nan_language_confidence__value_error_nothing_written(api, session):
     # Built without validation, as outputs of other code may be.
     info = AsrTranscriptionInfo.model_construct(language="en", language_confidence=math.nan)
     with pytest.raises(InvalidValueException) as raised:
-        save_transcript(session, info)
+        save_transcript(api, session, info)
     assert str(raised.value) == "language_confidence must be between 0 and 1, got nan"
     assert raised.value.column == "transcript.language_confidence"
-    assert TranscriptRepository(session).count_all() == 0
-    save_transcript(session)
-    assert TranscriptRepository(session).count_all() == 1
+    assert api.TranscriptRepository(session).count_all() == 0
+    save_transcript(api, session)
+    assert api.TranscriptRepository(session).count_all() == 1
 
 
-def test_transcript_save__infinite_segment_time__json_error_nothing_written(session):
+def test_transcript_save__infinite_segment_time__json_error_nothing_written(api, session):
     segment = AsrSegment(text="a", time_interval=TimeInterval(start=0.0, end=math.inf))
     with pytest.raises(InvalidJsonException) as raised:
-        save_transcript(session, segments=[segment])
+        save_transcript(api, session, segments=[segment])
     assert isinstance(raised.value, TypeError) and isinstance(raised.value, ValueError)
     assert str(raised.value) == (
         "transcript.segments must be JSON-serialisable and storable: "
         "transcript.segments[0]['time_interval']['end'] is inf: JSON has no NaN or "
         "infinity; store None instead."
     )
-    assert TranscriptRepository(session).count_all() == 0
+    assert api.TranscriptRepository(session).count_all() == 0
     fine = AsrSegment(text="a", time_interval=TimeInterval(start=0.0, end=1.0))
-    assert save_transcript(session, segments=[fine]).segments[0]["time_interval"]["end"] == 1.0
+    assert save_transcript(api, session, segments=[fine]).segments[0]["time_interval"]["end"] == 1.0
 
 
 # --- captions: one at a time (ORM) and in bulk ---
@@ -160,9 +153,9 @@ GOOD_CAPTION = {"caption": "a cat", "timestamp": 1.5, "frame_id": 3}
 
 
 @pytest.mark.parametrize("case", BAD_CAPTIONS.values(), ids=BAD_CAPTIONS.keys())
-def test_caption_save__bad_value__typed_error_nothing_written(session, case):
+def test_caption_save__bad_value__typed_error_nothing_written(api, session, case):
     bad, error, message = case
-    captions = CaptionRepository(session)
+    captions = api.CaptionRepository(session)
     with pytest.raises(error) as raised:
         captions.save("blip", **{**GOOD_CAPTION, **bad})
     assert str(raised.value) == message
@@ -174,7 +167,7 @@ def test_caption_save__bad_value__typed_error_nothing_written(session, case):
 # A short and a longer bulk insert (checked in one pass over each column, then value by value).
 @pytest.mark.parametrize("rows", [3, 150], ids=["short", "long"])
 @pytest.mark.parametrize("case", BAD_CAPTIONS.values(), ids=BAD_CAPTIONS.keys())
-def test_caption_save_all__one_bad_value__typed_error_nothing_written(session, case, rows):
+def test_caption_save_all__one_bad_value__typed_error_nothing_written(api, session, case, rows):
     bad, error, message = case
     (key, value), *_ = bad.items()
     columns = {
@@ -183,7 +176,7 @@ def test_caption_save_all__one_bad_value__typed_error_nothing_written(session, c
         "frame_id": list(range(rows)),
     }
     columns[key][rows - 2] = value
-    captions = CaptionRepository(session)
+    captions = api.CaptionRepository(session)
     with pytest.raises(error) as raised:
         captions.save_all("blip", columns["caption"], columns["timestamp"], columns["frame_id"])
     assert str(raised.value) == message
@@ -192,8 +185,8 @@ def test_caption_save_all__one_bad_value__typed_error_nothing_written(session, c
     assert captions.count_all() == 2
 
 
-def test_caption_create_multiple__bad_value__typed_error_nothing_written(session):
-    captions = CaptionRepository(session)
+def test_caption_create_multiple__bad_value__typed_error_nothing_written(api, session):
+    captions = api.CaptionRepository(session)
     entities = [
         CaptionEntity(model="blip", caption="a", timestamp=0.0, frame_id=0),
         CaptionEntity(model="blip", caption="b", timestamp=math.inf, frame_id=1),
@@ -206,7 +199,7 @@ def test_caption_create_multiple__bad_value__typed_error_nothing_written(session
 
 
 @pytest.mark.parametrize("many", [False, True], ids=["one_row", "executemany"])
-def test_core_insert__bad_value__same_typed_error(session, many):
+def test_core_insert__bad_value__same_typed_error(api, session, many):
     rows = [{"model": "m", "caption": "c", "timestamp": 0.0, "frame_id": 0, "caption_type": "x"}]
     if many:
         rows.append({**rows[0], "frame_id": -(2**40)})
@@ -216,7 +209,7 @@ def test_core_insert__bad_value__same_typed_error(session, many):
     with pytest.raises(InvalidValueException, match=r"caption\.frame_id is a 32-bit"):
         session.execute(insert(CaptionEntity.__table__), rows)
     session.rollback()
-    assert count(session, CaptionEntity) == 0
+    assert count(api, session, CaptionEntity) == 0
     statement = (
         insert(CaptionEntity)
         .values(**GOOD_CAPTION, model="m", caption_type="caption")
@@ -247,8 +240,8 @@ def test_core_insert__bad_value__same_typed_error(session, many):
     ],
     ids=["infinite", "beyond_32_bits"],
 )
-def test_task_save__bad_priority__value_error_nothing_written(session, priority, message):
-    tasks = TaskRepository(session)
+def test_task_save__bad_priority__value_error_nothing_written(api, session, priority, message):
+    tasks = api.TaskRepository(session)
     with pytest.raises(InvalidValueException) as raised:
         tasks.save("ep", {"x": 1}, priority=priority)
     assert str(raised.value) == message
@@ -257,15 +250,15 @@ def test_task_save__bad_priority__value_error_nothing_written(session, priority,
     assert tasks.count()["total"] == 1
 
 
-def test_task_save__bool_priority__type_error(session):
-    tasks = TaskRepository(session)
+def test_task_save__bool_priority__type_error(api, session):
+    tasks = api.TaskRepository(session)
     with pytest.raises(InvalidTypeException, match=r"tasks\.priority takes an integer, got"):
         tasks.save("ep", {}, priority=True)
     assert tasks.count()["total"] == 0
 
 
-def test_task_save__data_nested_too_deep__type_error_not_recursion_error(session):
-    tasks = TaskRepository(session)
+def test_task_save__data_nested_too_deep__type_error_not_recursion_error(api, session):
+    tasks = api.TaskRepository(session)
     with pytest.raises(TypeError) as raised:
         tasks.save("ep", nested(NESTED_TOO_DEEP))
     assert isinstance(raised.value, InvalidJsonException)
@@ -275,8 +268,8 @@ def test_task_save__data_nested_too_deep__type_error_not_recursion_error(session
     assert tasks.save("ep", nested(MAX_JSON_DEPTH - 1)).data == nested(MAX_JSON_DEPTH - 1)
 
 
-def test_task_save__nan_in_data__type_error_nothing_written(session):
-    tasks = TaskRepository(session)
+def test_task_save__nan_in_data__type_error_nothing_written(api, session):
+    tasks = api.TaskRepository(session)
     with pytest.raises(TypeError) as raised:
         tasks.save("ep", {"scores": [0.5, math.nan]})
     assert str(raised.value) == (
@@ -288,15 +281,15 @@ def test_task_save__nan_in_data__type_error_nothing_written(session):
     assert tasks.count()["total"] == 1
 
 
-def test_task_save__surrogate_in_endpoint__value_error(session):
-    tasks = TaskRepository(session)
+def test_task_save__surrogate_in_endpoint__value_error(api, session):
+    tasks = api.TaskRepository(session)
     with pytest.raises(InvalidValueException, match=r"tasks\.endpoint: the text has a lone"):
         tasks.save(f"ep{SURROGATE}", {})
     assert tasks.count()["total"] == 0
 
 
-def test_task_update_status__nan_progress__value_error_task_unchanged(session):
-    tasks = TaskRepository(session)
+def test_task_update_status__nan_progress__value_error_task_unchanged(api, session):
+    tasks = api.TaskRepository(session)
     task = tasks.save("ep", {})
     with pytest.raises(InvalidValueException) as raised:
         tasks.update_status(task.id, Status.RUNNING, progress=math.nan)
@@ -310,8 +303,8 @@ def test_task_update_status__nan_progress__value_error_task_unchanged(session):
     assert tasks.update_status(task.id, Status.RUNNING, progress=0.5).progress == 0.5
 
 
-def test_task_update_status__surrogate_in_result__json_error_task_unchanged(session):
-    tasks = TaskRepository(session)
+def test_task_update_status__surrogate_in_result__json_error_task_unchanged(api, session):
+    tasks = api.TaskRepository(session)
     task = tasks.save("ep", {})
     with pytest.raises(InvalidJsonException) as raised:
         tasks.update_status(task.id, Status.COMPLETED, result={"text": f"x{SURROGATE}"})
@@ -327,26 +320,26 @@ def test_task_update_status__surrogate_in_result__json_error_task_unchanged(sess
     }
 
 
-def test_task_update_status__uncommitted__nan_progress_rolls_back(session):
+def test_task_update_status__uncommitted__nan_progress_rolls_back(api, session):
     # commit=False runs the statement in the session's transaction, not on the driver.
-    tasks = TaskRepository(session)
-    task = tasks.save("ep", {})
+    tasks = api.TaskRepository(session)
+    task_id = tasks.save("ep", {}).id  # the failed write rolls back, expiring the task
     with pytest.raises(InvalidValueException, match=r"tasks\.progress takes finite"):
-        tasks.update_status(task.id, Status.RUNNING, progress=-math.inf, commit=False)
+        tasks.update_status(task_id, Status.RUNNING, progress=-math.inf, commit=False)
     assert not session.in_transaction() or not session.dirty
-    assert tasks.read(task.id).status == Status.CREATED
+    assert tasks.read(task_id).status == Status.CREATED
 
 
-def test_task_column__not_a_datetime__type_error(session):
-    tasks = TaskRepository(session)
-    task = tasks.save("ep", {})
+def test_task_column__not_a_datetime__type_error(api, session):
+    tasks = api.TaskRepository(session)
+    task_id = tasks.save("ep", {}).id  # the rollback expires the task
     with pytest.raises(InvalidTypeException, match=r"tasks\.assigned_at takes an aware"):
         session.execute(update(TaskEntity).values(assigned_at=math.nan))
     session.rollback()
     with pytest.raises(ValueError, match="naive datetime"):
-        tasks.update(task.id, assigned_at=datetime(2024, 1, 1))
+        tasks.update(task_id, assigned_at=datetime(2024, 1, 1))
     when = datetime(2024, 1, 1, tzinfo=UTC)
-    assert tasks.update(task.id, assigned_at=when).assigned_at == when
+    assert tasks.update(task_id, assigned_at=when).assigned_at == when
 
 
 # --- pages: limits and offsets ---
@@ -355,35 +348,35 @@ def test_task_column__not_a_datetime__type_error(session):
 @pytest.mark.parametrize(
     "read",
     [
-        lambda session: TaskRepository(session).get_tasks(limit=-1),
-        lambda session: TaskRepository(session).get_tasks(offset=-1),
-        lambda session: TaskRepository(session).fetch_unprocessed_tasks(limit=-1),
-        lambda session: CaptionRepository(session).list(limit=-1),
-        lambda session: CaptionRepository(session).list(offset=-5),
+        lambda api, session: api.TaskRepository(session).get_tasks(limit=-1),
+        lambda api, session: api.TaskRepository(session).get_tasks(offset=-1),
+        lambda api, session: api.TaskRepository(session).fetch_unprocessed_tasks(limit=-1),
+        lambda api, session: api.CaptionRepository(session).list(limit=-1),
+        lambda api, session: api.CaptionRepository(session).list(offset=-5),
     ],
     ids=["get_tasks_limit", "get_tasks_offset", "fetch_unprocessed", "list_limit", "list_offset"],
 )
-def test_negative_limit_or_offset__value_error_before_any_sql(session, read):
-    task = TaskRepository(session).save("ep", {})
+def test_negative_limit_or_offset__value_error_before_any_sql(api, session, read):
+    task = api.TaskRepository(session).save("ep", {})
     with pytest.raises(InvalidValueException, match=r"(limit|offset) must be .*an integer >= 0"):
-        read(session)
+        read(api, session)
     assert not session.in_transaction()
-    stored = TaskRepository(session).read(task.id)
+    stored = api.TaskRepository(session).read(task.id)
     assert stored.status == Status.CREATED  # nothing was claimed
-    assert TaskRepository(session).get_tasks(limit=0) == []
-    assert [t.id for t in TaskRepository(session).fetch_unprocessed_tasks(limit=1)] == [task.id]
+    assert api.TaskRepository(session).get_tasks(limit=0) == []
+    assert [t.id for t in api.TaskRepository(session).fetch_unprocessed_tasks(limit=1)] == [task.id]
 
 
-def test_limit_not_an_integer__type_error(session):
+def test_limit_not_an_integer__type_error(api, session):
     with pytest.raises(InvalidTypeException, match="limit must be None"):
-        CaptionRepository(session).list(limit="10")
+        api.CaptionRepository(session).list(limit="10")
 
 
-def test_bad_input_errors__are_aana_exceptions_that_pickle(session):
+def test_bad_input_errors__are_aana_exceptions_that_pickle(api, session):
     import pickle
 
     with pytest.raises(InvalidInputException) as raised:
-        CaptionRepository(session).save("blip", "x", timestamp=math.nan, frame_id=0)
+        api.CaptionRepository(session).save("blip", "x", timestamp=math.nan, frame_id=0)
     copy = pickle.loads(pickle.dumps(raised.value))
     assert (type(copy), str(copy), copy.column) == (
         InvalidValueException,
@@ -391,7 +384,7 @@ def test_bad_input_errors__are_aana_exceptions_that_pickle(session):
         "caption.timestamp",
     )
     assert copy.get_data()["error"] == "InvalidValueException"
-    assert count(session, CaptionEntity) == 0
+    assert count(api, session, CaptionEntity) == 0
     assert session.scalars(select(CaptionEntity)).all() == []
 
 
@@ -412,19 +405,24 @@ def test_bad_input_errors__are_aana_exceptions_that_pickle(session):
     ids=["inf_priority", "huge_priority", "surrogate_endpoint", "nul_user", "nan_data", "deep"],
 )
 def test_app_defer__bad_input__typed_error_nothing_written(
-    db, session, many, arguments, error, pattern
+    db, api, session, many, arguments, error, pattern
 ):
     from aana.sdk import AanaSDK
 
     app = AanaSDK()
     call = {"endpoint": "ep", "data": {"x": 1}, **arguments}
     data = call.pop("data")
+    items = [*([{"x": 0}] * 149), data]  # COPY on PostgreSQL
     with pytest.raises(error, match=pattern):
-        if many:
-            app.defer_many(data_items=[*([{"x": 0}] * 149), data], **call)  # COPY on PG
-        else:
+        if api.name == "sync" and many:
+            app.defer_many(data_items=items, **call)
+        elif api.name == "sync":
             app.defer(data=data, **call)
-    tasks = TaskRepository(session)
+        elif many:
+            api.run(app.defer_many_async(data_items=items, **call))
+        else:
+            api.run(app.defer_async(data=data, **call))
+    tasks = api.TaskRepository(session)
     assert tasks.count()["total"] == 0
     app.defer("ep", {"x": 1})
     assert tasks.count()["total"] == 1

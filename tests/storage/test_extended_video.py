@@ -7,12 +7,14 @@ later comparisons of models with migrations see only what they expect.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
@@ -20,7 +22,12 @@ from aana.configs.settings import Settings
 from aana.core.models import Video
 from aana.sdk import AanaSDK
 from aana.storage.models import BaseEntity, MediaEntity, VideoEntity
-from aana.storage.repository import MediaRepository, VideoRepository
+from aana.storage.repository import (
+    AsyncMediaRepository,
+    AsyncVideoRepository,
+    MediaRepository,
+    VideoRepository,
+)
 from tests.helpers import BOTH_BACKENDS, REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -129,3 +136,67 @@ def test_saved_and_read_entities__are_the_objects_session_get_returns(
     assert loads == [read]
     assert app_session.get(VideoEntity, saved_entity.id) is read
     assert app_session.get(example.ExtendedVideoEntity, saved_entity.id) is read
+
+
+def async_repositories(example: ModuleType) -> list[type]:
+    """The documentation's repository on the async base: written by hand, and generated."""
+    entity, status_enum = example.ExtendedVideoEntity, example.VideoProcessingStatus
+
+    class HandWritten(AsyncVideoRepository[entity]):  # type: ignore[valid-type]
+        def __init__(self, session: AsyncSession):
+            super().__init__(session, entity)
+
+        async def save(self, video: Video, duration: float | None = None) -> dict:
+            video_entity = entity(
+                id=video.media_id,
+                path=str(video.path),
+                url=video.url,
+                title=video.title,
+                description=video.description,
+                duration=duration,
+            )
+            await self.create(video_entity)
+            return video_entity
+
+        async def get_status(self, media_id: str) -> object:
+            return (await self.read(media_id)).status
+
+        async def update_status(self, media_id: str, status: object) -> None:
+            video_entity = await self.read(media_id)
+            video_entity.status = status
+            await self.session.commit()
+
+    class Generated(AsyncVideoRepository[entity], sync=example.ExtendedVideoRepository):  # type: ignore[valid-type]
+        pass
+
+    assert status_enum.RUNNING.value == "running"
+    return [HandWritten, Generated]
+
+
+@BOTH_BACKENDS
+@pytest.mark.parametrize("kind", [0, 1], ids=["hand_written", "generated"])
+def test_async_extended_repository__saves_reads_and_updates_like_the_sync_one(
+    example: ModuleType, app_session: Session, empty_db: DbSettings, kind: int
+) -> None:
+    repository_class = async_repositories(example)[kind]
+    running = example.VideoProcessingStatus.RUNNING
+
+    async def run() -> tuple:
+        async with AsyncSession(empty_db.get_async_engine(), expire_on_commit=False) as session:
+            repository = repository_class(session)
+            video = Video(title="Async", url="https://example.com/a.mp4")
+            saved_entity = await repository.save(video, 12.5)
+            await repository.update_status(video.media_id, running)
+            status = await repository.get_status(video.media_id)
+        async with AsyncSession(empty_db.get_async_engine(), expire_on_commit=False) as session:
+            read = await AsyncVideoRepository(session).read(video.media_id)
+            as_media = await AsyncMediaRepository(session).list()
+        await empty_db.get_async_engine().dispose()
+        return saved_entity, status, read, as_media
+
+    saved_entity, status, read, as_media = asyncio.run(run())
+    assert isinstance(saved_entity, example.ExtendedVideoEntity)
+    assert status is running
+    # Read through the base repositories: the subclass, its own columns loaded.
+    assert isinstance(read, example.ExtendedVideoEntity) and type(as_media[0]) is type(read)
+    assert (read.duration, read.status, read.title) == (12.5, running, "Async")

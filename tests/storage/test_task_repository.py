@@ -13,21 +13,21 @@ from aana.storage.session import get_session
 from tests.helpers import backdate, run_in_threads
 
 
-def make_tasks(session, count, **kwargs):
-    repository = TaskRepository(session)
+def make_tasks(api, session, count, **kwargs):
+    repository = api.TaskRepository(session)
     return [repository.save("ep", {"n": n}, **kwargs) for n in range(count)]
 
 
-def age_in_order(session, tasks):
+def age_in_order(api, session, tasks):
     """Make ``tasks`` created and due one minute apart, the first oldest (database clock)."""
     for minutes, task in enumerate(reversed(tasks), start=1):
         backdate(session, [task.id], 60 * minutes, columns=["created_at", "scheduled_at"])
 
 
-def test_save__stores_a_created_task(session):
-    task = TaskRepository(session).save("transcribe", {"url": "x"}, user_id="u1", priority=2)
+def test_save__stores_a_created_task(api, session):
+    task = api.TaskRepository(session).save("transcribe", {"url": "x"}, user_id="u1", priority=2)
     session.expunge_all()
-    stored = TaskRepository(session).read(str(task.id))
+    stored = api.TaskRepository(session).read(str(task.id))
     assert (stored.endpoint, stored.data, stored.user_id, stored.priority) == (
         "transcribe",
         {"url": "x"},
@@ -39,16 +39,16 @@ def test_save__stores_a_created_task(session):
 
 
 @pytest.mark.parametrize("data", [{"when": object()}, {"x": float("nan")}, {1, 2}])
-def test_save__data_not_json__type_error_nothing_written(session, data):
-    repository = TaskRepository(session)
+def test_save__data_not_json__type_error_nothing_written(api, session, data):
+    repository = api.TaskRepository(session)
     with pytest.raises(TypeError, match="task data must be JSON-serialisable"):
         repository.save("ep", data)
     assert repository.count()["total"] == 0
 
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "1; DROP TABLE tasks"])
-def test_read_delete__malformed_id_is_unknown_not_a_database_error(session, bad_id):
-    repository = TaskRepository(session)
+def test_read_delete__malformed_id_is_unknown_not_a_database_error(api, session, bad_id):
+    repository = api.TaskRepository(session)
     assert repository.read(bad_id, check=False) is None
     with pytest.raises(NotFoundException):
         repository.read(bad_id)
@@ -59,21 +59,21 @@ def test_read_delete__malformed_id_is_unknown_not_a_database_error(session, bad_
         repository.update_status(bad_id, Status.RUNNING)
 
 
-def test_read__accepts_str_and_uuid_and_delete(session):
-    task = make_tasks(session, 1)[0]
-    repository = TaskRepository(session)
+def test_read__accepts_str_and_uuid_and_delete(api, session):
+    task = make_tasks(api, session, 1)[0]
+    repository = api.TaskRepository(session)
     assert repository.read(task.id) is repository.read(str(task.id))
     assert repository.delete(str(task.id)).id == task.id
     assert repository.read(task.id, check=False) is None
     assert repository.delete(uuid.uuid4()) is None
 
 
-def test_fetch__claims_by_priority_then_age_and_marks_assigned(session):
-    repository = TaskRepository(session)
+def test_fetch__claims_by_priority_then_age_and_marks_assigned(api, session):
+    repository = api.TaskRepository(session)
     low = repository.save("ep", {}, priority=0)
     high = repository.save("ep", {}, priority=5)
     low_newer = repository.save("ep", {}, priority=0)
-    age_in_order(session, [low, high, low_newer])
+    age_in_order(api, session, [low, high, low_newer])
     claimed = repository.fetch_unprocessed_tasks(limit=2)
     assert [task.id for task in claimed] == [high.id, low.id]
     for task in claimed:
@@ -84,9 +84,9 @@ def test_fetch__claims_by_priority_then_age_and_marks_assigned(session):
     assert repository.fetch_unprocessed_tasks() == []
 
 
-def test_fetch__not_finished_is_claimed_again_failed_only_if_retryable(session):
-    repository = TaskRepository(session)
-    handed_back, retryable, fatal, exhausted = make_tasks(session, 4)
+def test_fetch__not_finished_is_claimed_again_failed_only_if_retryable(api, session):
+    repository = api.TaskRepository(session)
+    handed_back, retryable, fatal, exhausted = make_tasks(api, session, 4)
     repository.update_status(handed_back.id, Status.NOT_FINISHED)
     repository.update_status(retryable.id, Status.FAILED, result={"error": "ConnectionError"})
     repository.update_status(fatal.id, Status.FAILED, result={"error": "ValueError"})
@@ -98,11 +98,11 @@ def test_fetch__not_finished_is_claimed_again_failed_only_if_retryable(session):
     assert {task.id for task in claimed} == {handed_back.id, retryable.id}
 
 
-def test_fetch__per_user_limit_counts_active_tasks(session):
-    repository = TaskRepository(session)
-    busy = make_tasks(session, 4, user_id="busy")
-    make_tasks(session, 2, user_id="calm")
-    anonymous = make_tasks(session, 2)
+def test_fetch__per_user_limit_counts_active_tasks(api, session):
+    repository = api.TaskRepository(session)
+    busy = make_tasks(api, session, 4, user_id="busy")
+    make_tasks(api, session, 2, user_id="calm")
+    anonymous = make_tasks(api, session, 2)
     repository.update_status(busy[0].id, Status.RUNNING)
     claimed = repository.fetch_unprocessed_tasks(maximum_active_tasks_per_user=2)
     per_user = Counter(task.user_id for task in claimed)
@@ -110,9 +110,9 @@ def test_fetch__per_user_limit_counts_active_tasks(session):
     assert repository.fetch_unprocessed_tasks(maximum_active_tasks_per_user=2) == []
 
 
-def test_update_status__stamps_clock_fields(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
+def test_update_status__stamps_clock_fields(api, session):
+    repository = api.TaskRepository(session)
+    task = make_tasks(api, session, 1)[0]
     assigned = repository.update_status(task.id, Status.ASSIGNED)
     assert assigned.assigned_at is not None and assigned.num_retries == 1
     running = repository.update_status(task.id, Status.RUNNING, progress=0.5)
@@ -128,17 +128,17 @@ def test_update_status__stamps_clock_fields(session):
     assert repository.read(task.id).result == {"ok": 1}
 
 
-def test_update_status__without_commit_can_be_rolled_back(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
-    repository.update_status(task.id, Status.RUNNING, commit=False)
+def test_update_status__without_commit_can_be_rolled_back(api, session):
+    repository = api.TaskRepository(session)
+    task_id = make_tasks(api, session, 1)[0].id  # a rollback expires the task's attributes
+    repository.update_status(task_id, Status.RUNNING, commit=False)
     session.rollback()
-    assert repository.read(task.id).status == Status.CREATED
+    assert repository.read(task_id).status == Status.CREATED
 
 
-def test_retry_task__back_to_created(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
+def test_retry_task__back_to_created(api, session):
+    repository = api.TaskRepository(session)
+    task = make_tasks(api, session, 1)[0]
     repository.fetch_unprocessed_tasks()
     repository.update_status(task.id, Status.FAILED, result={"error": "X"})
     retried = repository.retry_task(str(task.id))
@@ -152,9 +152,9 @@ def test_retry_task__back_to_created(session):
         repository.retry_task(uuid.uuid4())
 
 
-def test_active_and_incomplete_tasks(session):
-    repository = TaskRepository(session)
-    assigned, running, done, created, handed_back, failed = make_tasks(session, 6)
+def test_active_and_incomplete_tasks(api, session):
+    repository = api.TaskRepository(session)
+    assigned, running, done, created, handed_back, failed = make_tasks(api, session, 6)
     repository.update_status(assigned.id, Status.ASSIGNED)
     repository.update_status(running.id, Status.RUNNING)
     repository.update_status(done.id, Status.COMPLETED)
@@ -171,9 +171,9 @@ def test_active_and_incomplete_tasks(session):
     }
 
 
-def test_update_expired_tasks__hand_back_or_fail(session):
-    repository = TaskRepository(session)
-    retry_left, out_of_retries, fresh = make_tasks(session, 3)
+def test_update_expired_tasks__hand_back_or_fail(api, session):
+    repository = api.TaskRepository(session)
+    retry_left, out_of_retries, fresh = make_tasks(api, session, 3)
     repository.update_status(retry_left.id, Status.RUNNING)  # never counted as an attempt
     repository.update_status(out_of_retries.id, Status.ASSIGNED)  # attempt 1 of 1
     repository.update_status(fresh.id, Status.RUNNING)
@@ -190,9 +190,9 @@ def test_update_expired_tasks__hand_back_or_fail(session):
     assert repository.read(fresh.id).status == Status.RUNNING
 
 
-def test_update_expired_tasks__execution_timeout_is_a_timeout_error(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
+def test_update_expired_tasks__execution_timeout_is_a_timeout_error(api, session):
+    repository = api.TaskRepository(session)
+    task = make_tasks(api, session, 1)[0]
     repository.update_status(task.id, Status.ASSIGNED)
     assert repository.update_expired_tasks(60, heartbeat_timeout=3600, max_retries=1) == []
     backdate(session, [task.id], 120, columns=["assigned_at"])
@@ -203,27 +203,28 @@ def test_update_expired_tasks__execution_timeout_is_a_timeout_error(session):
     assert [t.result["error"] for t in changed] == ["TimeoutError"]
 
 
-def test_heartbeat__keeps_a_task_alive(session):
-    repository = TaskRepository(session)
-    alive, silent = make_tasks(session, 2)
+def test_heartbeat__keeps_a_task_alive(api, session):
+    repository = api.TaskRepository(session)
+    alive, silent = make_tasks(api, session, 2)
     for task in (alive, silent):
         repository.update_status(task.id, Status.RUNNING)
     backdate(session, [alive.id, silent.id], 120, columns=["updated_at"])
     before = repository.read(alive.id).updated_at
     repository.heartbeat([str(alive.id), "junk"])
+    alive_id, silent_id = alive.id, silent.id  # expired next: asyncio cannot load on access
     session.expire_all()
-    assert repository.read(alive.id).updated_at - before > timedelta(seconds=119)
+    assert repository.read(alive_id).updated_at - before > timedelta(seconds=119)
     expired = repository.update_expired_tasks(3600, heartbeat_timeout=60, max_retries=3)
-    assert [task.id for task in expired] == [silent.id]
-    assert repository.read(alive.id).status == Status.RUNNING
+    assert [task.id for task in expired] == [silent_id]
+    assert repository.read(alive_id).status == Status.RUNNING
 
 
-def test_get_tasks_and_count(session):
-    repository = TaskRepository(session)
+def test_get_tasks_and_count(api, session):
+    repository = api.TaskRepository(session)
     first = repository.save("ep", {}, user_id="a")
     second = repository.save("ep", {}, user_id="a")
     other = repository.save("ep", {}, user_id="b")
-    age_in_order(session, [first, second, other])
+    age_in_order(api, session, [first, second, other])
     repository.update_status(second.id, Status.COMPLETED)
     assert [t.id for t in repository.get_tasks()] == [other.id, second.id, first.id]
     assert [t.id for t in repository.get_tasks(user_id="a")] == [second.id, first.id]
@@ -258,41 +259,42 @@ def test_fetch__concurrent_threads_never_share_a_task(db):
         assert session.scalar(query) == 1
 
 
-def test_retry_task__a_running_task_is_not_retried(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
-    repository.update_status(task.id, Status.RUNNING)
+def test_retry_task__a_running_task_is_not_retried(api, session):
+    repository = api.TaskRepository(session)
+    task_id = make_tasks(api, session, 1)[0].id  # a failed write rolls back, expiring it
+    repository.update_status(task_id, Status.RUNNING)
     with pytest.raises(ValueError, match="only a task that is not assigned or running"):
-        repository.retry_task(task.id)
-    assert repository.read(task.id).status == Status.RUNNING
+        repository.retry_task(task_id)
+    assert repository.read(task_id).status == Status.RUNNING
 
 
-def test_update_status__leaving_a_finished_state_clears_completed_at(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
+def test_update_status__leaving_a_finished_state_clears_completed_at(api, session):
+    repository = api.TaskRepository(session)
+    task = make_tasks(api, session, 1)[0]
     assert repository.update_status(task.id, Status.FAILED).completed_at is not None
     assert repository.update_status(task.id, Status.NOT_FINISHED).completed_at is None
 
 
-def test_exists__malformed_task_id_is_false(session):
-    assert TaskRepository(session).exists("not-a-uuid") is False
+def test_exists__malformed_task_id_is_false(api, session):
+    assert api.TaskRepository(session).exists("not-a-uuid") is False
 
 
-def test_update_status__refreshes_the_sessions_own_object(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
+def test_update_status__refreshes_the_sessions_own_object(api, session):
+    repository = api.TaskRepository(session)
+    task = make_tasks(api, session, 1)[0]
+    task_id = task.id
     session.expire(task)
-    updated = repository.update_status(task.id, Status.RUNNING, progress=0.25)
-    assert updated is task and session.get(TaskEntity, task.id) is task
+    updated = repository.update_status(task_id, Status.RUNNING, progress=0.25)
+    assert updated is task and session.get(TaskEntity, task_id) is task
     assert (task.status, task.progress) == (Status.RUNNING, 0.25)
     assert not session.dirty and not session.in_transaction()
 
 
-def test_update_status__pending_changes_are_committed_with_it(session, db):
+def test_update_status__pending_changes_are_committed_with_it(api, session, db):
     from aana.storage.models import VideoEntity
 
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
+    repository = api.TaskRepository(session)
+    task = make_tasks(api, session, 1)[0]
     session.add(VideoEntity(id="pending-video", title="t", description="d"))
     repository.update_status(task.id, Status.COMPLETED, result={"ok": True})
     with get_session() as other:
@@ -300,17 +302,17 @@ def test_update_status__pending_changes_are_committed_with_it(session, db):
         assert other.get(TaskEntity, task.id).status == Status.COMPLETED
 
 
-def test_fetch__returns_the_sessions_objects_fresh(session):
-    repository = TaskRepository(session)
-    tasks = make_tasks(session, 3)
+def test_fetch__returns_the_sessions_objects_fresh(api, session):
+    repository = api.TaskRepository(session)
+    tasks = make_tasks(api, session, 3)
     claimed = repository.fetch_unprocessed_tasks(limit=2)
     assert len(claimed) == 2 and all(task.status == Status.ASSIGNED for task in claimed)
     assert all(any(task is made for made in tasks) for task in claimed)
 
 
-def test_update_status__returns_every_column_fresh_even_for_a_loaded_task(session):
-    repository = TaskRepository(session)
-    task = make_tasks(session, 1)[0]
+def test_update_status__returns_every_column_fresh_even_for_a_loaded_task(api, session):
+    repository = api.TaskRepository(session)
+    task = make_tasks(api, session, 1)[0]
     with get_session() as other:  # another process's write, unseen by this session
         TaskRepository(other).update_status(task.id, Status.RUNNING, 0.5, {"partial": 1})
     updated = repository.update_status(task.id, Status.COMPLETED)

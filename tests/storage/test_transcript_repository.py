@@ -11,7 +11,6 @@ from aana.core.models import (
 from aana.exceptions.db import ConstraintViolationException
 from aana.storage.errors import translate_errors
 from aana.storage.models import TranscriptEntity
-from aana.storage.repository import TranscriptRepository
 
 
 def segments():
@@ -27,15 +26,15 @@ def segments():
     ]
 
 
-def test_save__stores_text_segments_and_language(session):
-    entity = TranscriptRepository(session).save(
+def test_save__stores_text_segments_and_language(api, session):
+    entity = api.TranscriptRepository(session).save(
         model_name="whisper",
         transcription_info=AsrTranscriptionInfo(language="en", language_confidence=0.98),
         transcription=AsrTranscription(text="hello world bye"),
         segments=segments(),
     )
     session.expunge_all()
-    stored = TranscriptRepository(session).read(entity.id)
+    stored = api.TranscriptRepository(session).read(entity.id)
     assert (stored.model, stored.transcript, stored.language) == (
         "whisper",
         "hello world bye",
@@ -46,15 +45,15 @@ def test_save__stores_text_segments_and_language(session):
     assert [AsrSegment.model_validate(s) for s in stored.segments] == segments()
 
 
-def test_language_confidence_outside_0_1__rejected_nothing_written(session):
+def test_language_confidence_outside_0_1__rejected_nothing_written(api, session):
     with pytest.raises(ValueError, match="between 0 and 1"):
         TranscriptEntity(model="m", language_confidence=1.2)
     with pytest.raises(ValueError):
         AsrTranscriptionInfo(language="en", language_confidence=-0.1)
-    assert TranscriptRepository(session).count_all() == 0
+    assert api.TranscriptRepository(session).count_all() == 0
 
 
-def test_language_confidence__database_check_backs_up_the_model(session):
+def test_language_confidence__database_check_backs_up_the_model(api, session):
     table = TranscriptEntity.__table__
     row = {
         "model": "m",
@@ -67,7 +66,7 @@ def test_language_confidence__database_check_backs_up_the_model(session):
     with pytest.raises(ConstraintViolationException), translate_errors("inserting"):
         session.execute(insert(table).values(row))
     session.rollback()
-    assert TranscriptRepository(session).count_all() == 0
+    assert api.TranscriptRepository(session).count_all() == 0
 
 
 def test_from_asr_output__builds_an_unsaved_entity():

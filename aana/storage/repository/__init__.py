@@ -1,5 +1,13 @@
 """Repositories: the interface to stored entities."""
 
+from aana.storage.repository.asynchronous import (
+    AsyncBaseRepository,
+    AsyncCaptionRepository,
+    AsyncMediaRepository,
+    AsyncTaskRepository,
+    AsyncTranscriptRepository,
+    AsyncVideoRepository,
+)
 from aana.storage.repository.base import BaseRepository
 from aana.storage.repository.caption import CaptionRepository
 from aana.storage.repository.media import MediaRepository
@@ -9,6 +17,12 @@ from aana.storage.repository.video import VideoRepository
 from aana.storage.repository.worker import WorkerRepository
 
 __all__ = [
+    "AsyncBaseRepository",
+    "AsyncCaptionRepository",
+    "AsyncMediaRepository",
+    "AsyncTaskRepository",
+    "AsyncTranscriptRepository",
+    "AsyncVideoRepository",
     "BaseRepository",
     "CaptionRepository",
     "MediaRepository",
