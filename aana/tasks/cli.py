@@ -109,6 +109,12 @@ def load_app(app_path: str) -> AanaSDK:
     is_flag=True,
     help="Poll only: no PostgreSQL notifications, no watching SQLite for changes.",
 )
+@click.option(
+    "--listen-url",
+    default=None,
+    help="Direct PostgreSQL URL for notifications when the database is reached "
+    "through a transaction pooler (PgBouncer) [task_queue.listen_url].",
+)
 def worker(
     app_path: str,
     processes: int | None,
@@ -121,6 +127,7 @@ def worker(
     shutdown_grace: float | None,
     burst: bool,
     no_listen: bool,
+    listen_url: str | None,
 ) -> None:
     """Run the task handlers of APP_PATH (module:attribute of an AanaSDK) until stopped.
 
@@ -143,6 +150,7 @@ def worker(
         shutdown_grace=shutdown_grace,
         burst=burst or None,
         listen=False if no_listen else None,
+        listen_url=listen_url,
         maximum_active_tasks_per_user=max_active_per_user,
     )
     sys.exit(run_workers(app_path, processes or queue_settings.num_workers, options))
