@@ -134,6 +134,7 @@ def worker(
     SIGTERM or Ctrl-C stops claiming and lets running tasks finish within the grace
     period; a second one hands them back to the queue at once.
     """
+    from aana.tasks.budget import check_budget
     from aana.tasks.supervisor import run_workers
     from aana.tasks.worker import WorkerOptions
 
@@ -153,7 +154,9 @@ def worker(
         listen_url=listen_url,
         maximum_active_tasks_per_user=max_active_per_user,
     )
-    sys.exit(run_workers(app_path, processes or queue_settings.num_workers, options))
+    processes = processes or queue_settings.num_workers
+    check_budget(app.settings.db_config, processes, options.listen)
+    sys.exit(run_workers(app_path, processes, options))
 
 
 def _require_migrated(app: AanaSDK, app_path: str) -> None:
