@@ -155,15 +155,19 @@ class Cluster:
     def data(self) -> Path:
         return self.folder / "data"
 
+    @property
+    def addresses(self) -> str:
+        """Where the cluster (and PgBouncer) listen: 127.0.0.1 and each host's side."""
+        return ",".join(["127.0.0.1", *(host_address(n) for n in range(1, HOSTS + 1))])
+
     def start(self) -> None:
         shutil.chown(self.folder, "postgres", "postgres")
         as_postgres(
             str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
             "--no-sync", "-E", "UTF8",
         )  # fmt: skip
-        addresses = ",".join(["127.0.0.1", *(host_address(n) for n in range(1, HOSTS + 1))])
         settings = {
-            "listen_addresses": f"'{addresses}'",
+            "listen_addresses": f"'{self.addresses}'",
             "port": self.port,
             "unix_socket_directories": f"'{self.folder}'",
             "max_connections": 300,
@@ -224,7 +228,10 @@ class Cluster:
 
 @dataclass
 class Bouncer:
-    """PgBouncer in transaction pooling mode in front of ``cluster``, on a local port."""
+    """PgBouncer in transaction pooling mode in front of ``cluster``, on a port of its own.
+
+    It listens where the cluster does: on 127.0.0.1 and on each host's side of the veths.
+    """
 
     cluster: Cluster
     port: int = field(default_factory=free_port)
@@ -238,7 +245,7 @@ class Bouncer:
             "[databases]\n"
             f"* = host=127.0.0.1 port={self.cluster.port}\n"
             "[pgbouncer]\n"
-            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"listen_addr = {self.cluster.addresses}\nlisten_port = {self.port}\n"
             f"unix_socket_dir = {folder}\n"
             "auth_type = trust\n"
             f"auth_file = {folder / 'userlist.txt'}\n"
