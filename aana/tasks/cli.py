@@ -156,6 +156,8 @@ def worker(
     )
     processes = processes or queue_settings.num_workers
     check_budget(app.settings.db_config, processes, options.listen)
+    # The checks' connection is not kept: each worker process has an engine of its own.
+    app.settings.db_config.get_engine().dispose()
     sys.exit(run_workers(app_path, processes, options))
 
 
