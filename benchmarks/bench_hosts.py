@@ -166,6 +166,11 @@ def main() -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
     print(f"CPUs: {os.cpu_count()}; tasks: {args.tasks}; rounds: {args.rounds}")
+    with harness.exclusive():
+        return measure(args.tasks, args.rounds)
+
+
+def measure(tasks: int, rounds: int) -> int:
     harness.remove_stale_scratch()
     harness.create_network()
     folder = Path(tempfile.mkdtemp(prefix=harness.SCRATCH_PREFIX))
@@ -178,15 +183,13 @@ def main() -> int:
         bouncer.start()
         print(f"logs (kept if a run fails): {folder}")
         runs: dict[str, list[float]] = {}
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             name = "plain psycopg, 1 namespace x 2 processes"
-            runs.setdefault(name, []).append(
-                drain(cluster, None, 1, args.tasks, folder, plain=True)
-            )
+            runs.setdefault(name, []).append(drain(cluster, None, 1, tasks, folder, plain=True))
             for via, pooler in (("direct", None), ("pgbouncer", bouncer)):
                 for namespaces in (1, 2, 3):
                     name = f"aana worker, {via}, {namespaces} namespace(s) x 2 processes"
-                    rate = drain(cluster, pooler, namespaces, args.tasks, folder)
+                    rate = drain(cluster, pooler, namespaces, tasks, folder)
                     runs.setdefault(name, []).append(rate)
                     print(f"{name}: {rate:,.0f} tasks/s", flush=True)
         print("\nmedian tasks/s (every task COMPLETED exactly once in every run):")

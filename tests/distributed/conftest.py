@@ -29,12 +29,13 @@ def network() -> Iterator[None]:
             pytest.fail(f"the distributed tests are required (AANA_TEST_REQUIRE_DISTRIBUTED=1): "
                         f"{reason}")  # fmt: skip
         pytest.skip(f"distributed tests: {reason}")
-    harness.remove_stale_scratch()
-    try:
-        harness.create_network()
-        yield
-    finally:
-        harness.remove_network()
+    with harness.exclusive():
+        harness.remove_stale_scratch()
+        try:
+            harness.create_network()
+            yield
+        finally:
+            harness.remove_network()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ stays between the namespaces and this machine. The shared server on :5432 is not
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -399,6 +400,21 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.1) -
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(interval)
     return time.monotonic() - start
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the machine-wide lock of the harness: the namespaces' names are fixed.
+
+    A second run (another test session, the benchmark) waits here; whatever it finds
+    left over once it holds the lock is stale.
+    """
+    with (Path(tempfile.gettempdir()) / "aana-distributed.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
