@@ -16,9 +16,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from aana.configs.db import DbSettings, example_for
+from aana.configs.db import DbSettings, direct_conninfo, example_for
 from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
-from aana.storage.pooling import direct_conninfo
 
 
 class TaskQueueSettings(BaseModel):

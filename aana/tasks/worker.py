@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from aana.configs.db import direct_conninfo
 from aana.exceptions.core import BaseException as AanaException
 from aana.exceptions.db import DatabaseConnectionException
 from aana.storage.models.task import Status
-from aana.storage.pooling import direct_conninfo
 from aana.tasks.errors import (
     QueueUnavailableError,
     ResultNotSerializableError,
