@@ -26,8 +26,9 @@ def network() -> Iterator[None]:
     reason = harness.unavailable_reason()
     if reason is not None:
         if REQUIRE:
-            pytest.fail(f"the distributed tests are required (AANA_TEST_REQUIRE_DISTRIBUTED=1): "
-                        f"{reason}")  # fmt: skip
+            pytest.fail(
+                f"the distributed tests are required (AANA_TEST_REQUIRE_DISTRIBUTED=1): {reason}"
+            )
         pytest.skip(f"distributed tests: {reason}")
     with harness.exclusive():
         harness.remove_stale_scratch()
@@ -44,7 +45,7 @@ def cluster(network: None) -> Iterator[harness.Cluster]:
         cluster = harness.Cluster(folder)
         try:
             cluster.start()
-            cluster.template = cluster.create_template()  # type: ignore[attr-defined]
+            cluster.create_template()
             yield cluster
         finally:
             cluster.stop()
@@ -63,7 +64,7 @@ def bouncer(cluster: harness.Cluster) -> Iterator[harness.Bouncer]:
 @pytest.fixture
 def fleet_db(cluster: harness.Cluster) -> Iterator[str]:
     """A fresh migrated database on the private cluster."""
-    name = cluster.create_database(cluster.template)  # type: ignore[attr-defined]
+    name = cluster.create_database(cluster.template)
     try:
         yield name
     finally:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -135,8 +135,15 @@ def remove_stale_scratch() -> None:
             with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
                 os.kill(int(pid_file.read_text().split()[0]), 15)
         if (folder / "data" / "postmaster.pid").exists():
-            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate",
-                        "stop", check=False)  # fmt: skip
+            as_postgres(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(folder / "data"),
+                "-m",
+                "immediate",
+                "stop",
+                check=False,
+            )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -151,6 +158,7 @@ class Cluster:
 
     folder: Path
     port: int = field(default_factory=free_port)
+    template: str = ""  # a migrated database to copy, once ``create_template`` ran
 
     @property
     def data(self) -> Path:
@@ -164,9 +172,16 @@ class Cluster:
     def start(self) -> None:
         shutil.chown(self.folder, "postgres", "postgres")
         as_postgres(
-            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-            "--no-sync", "-E", "UTF8",
-        )  # fmt: skip
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         settings = {
             "listen_addresses": f"'{self.addresses}'",
             "port": self.port,
@@ -191,18 +206,19 @@ class Cluster:
 
     def _pg_ctl(self, *args: str, check: bool = True) -> None:
         log = str(self.folder / "postgres.log")
-        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", log, "-w", *args,
-                    check=check)  # fmt: skip
+        as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", log, "-w", *args, check=check
+        )
 
     def admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
             host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
         )
 
-    def settings(self, database: str, host: str = "127.0.0.1", port: int | None = None,
-                 **options: Any) -> DbSettings:  # fmt: skip
-        config = {"host": host, "port": port or self.port, "user": "postgres",
-                  "database": database}  # fmt: skip
+    def settings(
+        self, database: str, host: str = "127.0.0.1", port: int | None = None, **options: Any
+    ) -> DbSettings:
+        config = {"host": host, "port": port or self.port, "user": "postgres", "database": database}
         return DbSettings(datastore_type="postgresql", datastore_config=config, **options)
 
     def create_template(self) -> str:
@@ -212,6 +228,7 @@ class Cluster:
         db = self.settings(name)
         run_alembic_migrations(Settings(db_config=db))
         db.get_engine().dispose()
+        self.template = name
         return name
 
     def create_database(self, template: str) -> str:
@@ -252,8 +269,8 @@ class Bouncer:
             f"auth_file = {folder / 'userlist.txt'}\n"
             "pool_mode = transaction\n"
             "max_client_conn = 2000\ndefault_pool_size = 20\n"
-            # aana sends its session settings as the startup "options"; PgBouncer before
-            # 1.20-ish refuses unknown startup parameters unless told to ignore them.
+            # aana sends its session settings as the startup "options", which PgBouncer
+            # 1.18 (Debian 12's) refuses unless told to ignore it (docs/deployment.md).
             "ignore_startup_parameters = extra_float_digits,options\n"
             f"pidfile = {folder / 'pgbouncer.pid'}\n"
             f"logfile = {folder / 'pgbouncer.log'}\n"
@@ -312,22 +329,46 @@ class Fleet:
     def record_dir(self) -> Path:
         return self.folder / "records"
 
-    def start(self, processes: int = 2, heartbeat_timeout: float = 3,
-              settings_of: Any = None, extra: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def start(
+        self,
+        processes: int = 2,
+        heartbeat_timeout: float = 3,
+        settings_of: Callable[[int], DbSettings] | None = None,
+    ) -> None:
         self.record_dir.mkdir(exist_ok=True)
         for n in range(1, HOSTS + 1):
             db = (settings_of or self.settings_of)(n)
             command = [
-                "ip", "netns", "exec", NAMESPACE.format(n),
-                sys.executable, "-m", "aana.cli", "worker", APP,
-                "--processes", str(processes), "--concurrency", "2",
-                "--heartbeat-timeout", str(heartbeat_timeout), "--max-retries", "50",
-                "--poll-interval", "0.5", *extra,
-            ]  # fmt: skip
+                "ip",
+                "netns",
+                "exec",
+                NAMESPACE.format(n),
+                sys.executable,
+                "-m",
+                "aana.cli",
+                "worker",
+                APP,
+                "--processes",
+                str(processes),
+                "--concurrency",
+                "2",
+                "--heartbeat-timeout",
+                str(heartbeat_timeout),
+                "--max-retries",
+                "50",
+                "--poll-interval",
+                "0.5",
+            ]
             log_path = self.folder / f"host{n}.log"
             log = log_path.open("wb")
             env = environment(
-                db, AANA_TEST_RECORD=str(self.record_dir), AANA_TEST_HOST=NAMESPACE.format(n)
+                db,
+                AANA_TEST_RECORD=str(self.record_dir),
+                AANA_TEST_HOST=NAMESPACE.format(n),
+                # A task handed back after its heartbeat timeout is due again at once (by
+                # default it waits about a second, doubling): it runs elsewhere while
+                # the faulted host is still cut off.
+                TASK_QUEUE__RETRY_BASE_DELAY="0.05",
             )
             process = subprocess.Popen(
                 command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -382,8 +423,9 @@ class Fleet:
 
     def stale_rejected(self) -> int:
         """Results the workers could not store because their claim was gone (fenced)."""
-        return sum(host.log_path.read_text(errors="replace").count(STALE_MARK)
-                   for host in self.hosts)  # fmt: skip
+        return sum(
+            host.log_path.read_text(errors="replace").count(STALE_MARK) for host in self.hosts
+        )
 
     def logs(self) -> str:
         return "\n".join(
