@@ -187,6 +187,13 @@ class Cluster:
             "port": self.port,
             "unix_socket_directories": f"'{self.folder}'",
             "max_connections": 300,
+            # Notice a client cut off mid-statement within seconds: its session, and the
+            # row locks it holds, end (as docs/deployment.md recommends for production).
+            "tcp_keepalives_idle": 1,
+            "tcp_keepalives_interval": 1,
+            "tcp_keepalives_count": 2,
+            "tcp_user_timeout": 3000,
+            "client_connection_check_interval": "'1s'",
             "fsync": "off",  # a scratch cluster: speed over durability
             "synchronous_commit": "off",
             "full_page_writes": "off",
