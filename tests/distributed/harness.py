@@ -187,8 +187,8 @@ class Cluster:
             "port": self.port,
             "unix_socket_directories": f"'{self.folder}'",
             "max_connections": 300,
-            # Notice a client cut off mid-statement within seconds: its session, and the
-            # row locks it holds, end (as docs/deployment.md recommends for production).
+            # Notice a client cut off silently within seconds and end its session (as
+            # docs/deployment.md recommends for production).
             "tcp_keepalives_idle": 1,
             "tcp_keepalives_interval": 1,
             "tcp_keepalives_count": 2,
