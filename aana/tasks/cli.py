@@ -139,7 +139,6 @@ def worker(
     from aana.tasks.worker import WorkerOptions
 
     app = load_app(app_path)
-    _require_migrated(app, app_path)
     queue_settings = app.settings.task_queue
     options = WorkerOptions.from_settings(
         queue_settings,
@@ -153,7 +152,8 @@ def worker(
         listen=False if no_listen else None,
         listen_url=listen_url,
         maximum_active_tasks_per_user=max_active_per_user,
-    )
+    )  # checked before the database is asked anything
+    _require_migrated(app, app_path)
     processes = processes or queue_settings.num_workers
     check_budget(app.settings.db_config, processes, options.listen)
     # The checks' connection is not kept: each worker process has an engine of its own.

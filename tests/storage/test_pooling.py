@@ -10,6 +10,7 @@ from aana.configs.settings import TaskQueueSettings
 from aana.exceptions.config import ConfigurationError, MigrationsThroughPoolerError
 from aana.storage.pooling import behind_pooler
 from aana.tasks.worker import WorkerOptions
+from tests.helpers import aana
 
 
 def test_behind_pooler__a_direct_connection_or_sqlite_is_not(db: DbSettings) -> None:
@@ -52,3 +53,13 @@ def test_migrations_through_pooler_error__names_the_fix_and_pickles() -> None:
     error = MigrationsThroughPoolerError("PostgreSQL at bouncer:6432 (database 'aana')")
     assert "direct connection" in str(error)
     assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+def test_worker_command__a_bad_listen_url_exits_2_before_touching_the_database(tmp_path) -> None:
+    db = DbSettings(datastore_config={"path": str(tmp_path / "never.db")})
+    result = aana(
+        "worker", "tests.tasks.queue_app:app", "--listen-url", "redis://x", db=db, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "listen_url must be a PostgreSQL URL" in result.stderr
+    assert not (tmp_path / "never.db").exists()
