@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -16,7 +16,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from aana.configs.db import DbSettings, example_for
+from aana.configs.db import DbSettings, direct_conninfo, example_for
 from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 
 
@@ -35,6 +35,9 @@ class TaskQueueSettings(BaseModel):
             wait doubles with every attempt (``RetryPolicy.base``).
         retry_max_delay: Longest wait between two attempts, in seconds (``RetryPolicy.cap``).
         retry_jitter: Fraction of the wait drawn at random, 0 to 1 (``RetryPolicy.jitter``).
+        listen_url: A direct PostgreSQL URL for the workers' notification listener, when
+            ``db_config`` goes through a transaction pooler such as PgBouncer (``LISTEN``
+            needs a session of its own); without it workers behind a pooler poll.
 
     """
 
@@ -47,6 +50,14 @@ class TaskQueueSettings(BaseModel):
     retry_base_delay: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     retry_max_delay: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     retry_jitter: float = Field(default=0.5, ge=0, le=1)
+    listen_url: str | None = None
+
+    @field_validator("listen_url")
+    @classmethod
+    def _direct_url(cls, value: str | None) -> str | None:
+        if value:
+            direct_conninfo(value)  # refuses anything but a PostgreSQL URL
+        return value or None
 
 
 class Settings(BaseSettings):

@@ -43,3 +43,19 @@ class AppAttributeNotFoundError(AppPathError):
 
 class NotAnAppError(AppPathError):
     """The attribute named by an application path is not an ``AanaSDK``."""
+
+
+class MigrationsThroughPoolerError(ConfigurationError):
+    """Migrations were asked of a database reached through a transaction pooler."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"{where} is reached through a transaction pooler (such as PgBouncer in "
+            "transaction mode). Migrations hold a session advisory lock, which a pooler "
+            "does not keep between transactions: run them with a direct connection to "
+            "PostgreSQL (DB_CONFIG with the server's own host and port). Nothing was changed."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.where,))

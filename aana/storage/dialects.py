@@ -37,7 +37,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from aana.exceptions.config import MigrationsThroughPoolerError
 from aana.exceptions.db import DatabaseNotMigratedError
+from aana.storage import pooling
 from aana.storage.types import JsonType, UtcDateTime
 
 try:
@@ -581,6 +583,11 @@ def exclusive_migrations(connection: Connection) -> Iterator[None]:
     SQLite's only lock between processes is its write lock, held by a transaction: the
     block runs inside one transaction begun EXCLUSIVE, which the caller commits or rolls
     back. Either way the version table is read inside the lock.
+
+    Raises:
+        MigrationsThroughPoolerError: PostgreSQL is reached through a transaction pooler,
+            which would not keep the lock.
+
     """
     if connection.dialect.name != "postgresql":
         # On the driver's connection: through SQLAlchemy the PRAGMA would begin a
@@ -596,6 +603,8 @@ def exclusive_migrations(connection: Connection) -> Iterator[None]:
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
             cursor.close()
         return
+    if pooling.behind_pooler(connection.engine):
+        raise MigrationsThroughPoolerError(describe_database(connection.engine.url))
     connection.exec_driver_sql("SET statement_timeout = 0")
     connection.execute(select(func.pg_advisory_lock(_MIGRATION_LOCK_KEY)))
     connection.commit()

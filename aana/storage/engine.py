@@ -27,7 +27,7 @@ from aana.exceptions.db import (
     DatabaseConnectionException,
     InvalidInputException,
 )
-from aana.storage import dialects
+from aana.storage import dialects, pooling
 
 if TYPE_CHECKING:
     from aana.configs.db import DbSettings
@@ -141,6 +141,7 @@ def _configure(engine: Engine, settings: DbSettings) -> None:
     if engine.dialect.name == "sqlite":
         dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
     dialects.begin_when_needed(engine)
+    pooling.watch_for_pooler(engine)
     _report_errors(engine)
 
 

@@ -131,6 +131,12 @@ def load_app(app_path: str) -> AanaSDK:
     is_flag=True,
     help="Poll only: no PostgreSQL notifications, no watching SQLite for changes.",
 )
+@click.option(
+    "--listen-url",
+    default=None,
+    help="Direct PostgreSQL URL for notifications when the database is reached "
+    "through a transaction pooler (PgBouncer) [task_queue.listen_url].",
+)
 def worker(
     app_path: str,
     processes: int | None,
@@ -145,17 +151,18 @@ def worker(
     metrics_host: str,
     burst: bool,
     no_listen: bool,
+    listen_url: str | None,
 ) -> None:
     """Run the task handlers of APP_PATH (module:attribute of an AanaSDK) until stopped.
 
     SIGTERM or Ctrl-C stops claiming and lets running tasks finish within the grace
     period; a second one hands them back to the queue at once.
     """
+    from aana.tasks.budget import check_budget
     from aana.tasks.supervisor import become_supervisor, run_workers
     from aana.tasks.worker import WorkerOptions
 
     app = load_app(app_path)
-    _require_migrated(app, app_path)
     queue_settings = app.settings.task_queue
     options = WorkerOptions.from_settings(
         queue_settings,
@@ -167,17 +174,21 @@ def worker(
         shutdown_grace=shutdown_grace,
         burst=burst or None,
         listen=False if no_listen else None,
+        listen_url=listen_url,
         maximum_active_tasks_per_user=max_active_per_user,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
-    )
+    )  # checked before the database is asked anything
     if metrics_port is not None:
         _require_prometheus_client()
+    _require_migrated(app, app_path)
     processes = processes or queue_settings.num_workers
+    check_budget(app.settings.db_config, processes, options.listen)
+    # The checks' connection is not kept: each worker process has an engine of its own.
+    app.settings.db_config.get_engine().dispose()
     if processes > 1:
         # The supervisor only starts and waits for processes: it need not keep what this
-        # command imported to get here (about 80 MB), nor its connections.
-        app.settings.db_config.get_engine().dispose()
+        # command imported to get here (about 80 MB).
         become_supervisor(app_path, processes, options)
     sys.exit(run_workers(app_path, processes, options))
 

@@ -4,6 +4,10 @@ The listener's connection is a driver connection of its own (``psycopg.connect``
 ``sqlite3.connect``), opened with the engine's connect arguments but outside its pool,
 so that it never holds a slot the worker needs. The worker still polls as the
 fallback while the listener is down.
+
+``LISTEN`` needs a session of its own: behind a transaction pooler (PgBouncer) the
+listener connects to ``listen_url``, a direct connection to the server, if one is given;
+without it the listener says so once and stays off, and the worker polls.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from aana.configs.db import direct_conninfo
 from aana.storage.dialects import (
     HAS_PSYCOPG,
     TASKS_CHANNEL,
@@ -23,6 +28,7 @@ from aana.storage.dialects import (
     supports_notifications,
 )
 from aana.storage.engine import driver_connect_arguments
+from aana.storage.pooling import behind_pooler
 
 try:
     import psycopg
@@ -42,6 +48,8 @@ _LAST_LOOK = 0.004  # ... backing off to this while nothing changes (250 cheap l
 # second: an idle worker starts a new task within a few milliseconds)
 _FIRST_RETRY = 0.1  # seconds before reconnecting after a loss, doubling ...
 _LAST_RETRY = 5.0  # ... up to this
+_WHERE = ("host", "hostaddr", "port", "dbname", "user", "password")
+"""Connection parameters a ``listen_url`` gives instead of the engine."""
 _NOTIFY_WAIT = 0.5  # longest wait for a notification: how soon ``stop()`` is noticed
 
 
@@ -57,6 +65,12 @@ class Listener:
     If its connection fails, it reconnects, waiting 0.1 s at first and doubling up to
     5 s between tries; an outage is logged once (a warning when lost, info when back).
 
+    Args:
+        engine: The engine of the queue's database.
+        wake: The event to set.
+        url: A direct connection to PostgreSQL for ``LISTEN`` (needed behind a
+            transaction pooler); by default the engine's own settings.
+
     Attributes:
         listening: Set while the listener is connected and watching.
         wakeups: How many notifications (or changes, on SQLite) set ``wake``.
@@ -64,9 +78,10 @@ class Listener:
 
     """
 
-    def __init__(self, engine: Engine, wake: threading.Event) -> None:
+    def __init__(self, engine: Engine, wake: threading.Event, url: str | None = None) -> None:
         self.engine = engine
         self.wake = wake
+        self._conninfo = direct_conninfo(url) if url else None
         self.listening = threading.Event()
         self.wakeups = 0
         self.connections = 0
@@ -107,6 +122,13 @@ class Listener:
             started = time.monotonic()
             try:
                 connection = self._connect()
+            except _PooledWithoutDirectUrl:
+                logger.warning(
+                    "PostgreSQL is reached through a transaction pooler, where LISTEN does "
+                    "not work: polling for new tasks instead. Set task_queue.listen_url "
+                    "(aana worker --listen-url) to a direct connection to be woken at once."
+                )
+                return
             except Exception as error:
                 if not lost:
                     logger.warning(
@@ -147,16 +169,23 @@ class Listener:
 
     def _connect(self) -> Any:
         cargs, cparams = driver_connect_arguments(self.engine)
-        if supports_notifications(self.engine):
-            connection = psycopg.connect(*cargs, **{**cparams, "autocommit": True})
-            try:
-                connection.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(TASKS_CHANNEL)))
-            except BaseException:
-                connection.close()
-                raise
+        if not supports_notifications(self.engine):
+            connection = sqlite3.connect(*cargs, **cparams)
+            connection.isolation_level = None  # no implicit transactions: reads see commits
             return connection
-        connection = sqlite3.connect(*cargs, **cparams)
-        connection.isolation_level = None  # no implicit transactions: reads see commits
+        if self._conninfo is not None:
+            # The URL says where; the engine's timeouts and session options still apply.
+            options = {key: value for key, value in cparams.items() if key not in _WHERE}
+            connection = psycopg.connect(self._conninfo, **{**options, "autocommit": True})
+        elif behind_pooler(self.engine):
+            raise _PooledWithoutDirectUrl
+        else:
+            connection = psycopg.connect(*cargs, **{**cparams, "autocommit": True})
+        try:
+            connection.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(TASKS_CHANNEL)))
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _serve(self, connection: Any) -> None:
@@ -185,6 +214,10 @@ class Listener:
             self.wakeups += 1
             self.wake.set()
             interval = _FIRST_LOOK
+
+
+class _PooledWithoutDirectUrl(Exception):
+    """LISTEN is impossible: a transaction pooler is in the way and no direct URL given."""
 
 
 def _close_quietly(connection: Any) -> None:

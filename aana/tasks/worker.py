@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from aana.configs.db import direct_conninfo
 from aana.exceptions.core import BaseException as AanaException
 from aana.exceptions.db import DatabaseConnectionException
 from aana.storage.models.task import Status
@@ -70,6 +71,10 @@ class WorkerOptions:
         shutdown_grace: Seconds running tasks get to finish after SIGTERM/SIGINT.
         listen: Wake when the database changes: PostgreSQL notifications, SQLite's
             change counter (polling remains the fallback).
+        listen_url: A direct connection to PostgreSQL (a URL) for the notifications'
+            listener, when the engine goes through a transaction pooler such as
+            PgBouncer, where ``LISTEN`` does not work (None: the engine's settings;
+            behind a pooler the worker then polls).
         burst: Exit once no task can be claimed and none is running; a claim that
             fails raises ``QueueUnavailableError`` instead.
         max_result_bytes: Largest result stored, in bytes of JSON text; a larger one
@@ -88,10 +93,15 @@ class WorkerOptions:
     poll_interval: float = 1.0
     shutdown_grace: float = 30.0
     listen: bool = True
+    listen_url: str | None = None
     burst: bool = False
     max_result_bytes: int = MAX_RESULT_BYTES
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if self.listen_url:
+            direct_conninfo(self.listen_url)  # a bad URL fails at start, not in a thread
 
     @classmethod
     def from_settings(cls, queue_settings: TaskQueueSettings, **overrides: Any) -> WorkerOptions:
@@ -101,6 +111,7 @@ class WorkerOptions:
             "heartbeat_timeout": queue_settings.heartbeat_timeout,
             "max_retries": queue_settings.max_retries,
             "maximum_active_tasks_per_user": queue_settings.maximum_active_tasks_per_user,
+            "listen_url": queue_settings.listen_url,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         # 0 means no limit, in the settings as on the command line.
@@ -143,7 +154,7 @@ class Worker:
         self._running_lock = threading.Lock()
         self._grace_deadline = float("inf")
         self._exit_timers: list[threading.Timer] = []
-        self._listener = Listener(self.manager.engine, self._wake)
+        self._listener = Listener(self.manager.engine, self._wake, self.options.listen_url)
         self.processed = 0
         self.metrics: WorkerMetrics | None = None
         self._hostname, self._pid = socket.gethostname(), os.getpid()

@@ -159,6 +159,7 @@ def test_settings__task_queue_defaults():
         "retry_base_delay": 1.0,
         "retry_max_delay": 300.0,
         "retry_jitter": 0.5,
+        "listen_url": None,
     }
 
 

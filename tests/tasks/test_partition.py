@@ -10,11 +10,8 @@ results must be rejected while it claims new work without a restart.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +25,7 @@ from aana.storage.models import Status, TaskEntity
 from aana.storage.session import get_session
 from aana.tasks.manager import QueueManager
 from tests.helpers import REPO_ROOT, environment, wait_until
+from tests.relay import Relay
 
 pytestmark = [
     pytest.mark.postgresql,
@@ -38,61 +36,6 @@ pytestmark = [
 APP = "tests.tasks.queue_app:app"
 HEARTBEAT_TIMEOUT = 3
 TASKS = 2000  # enough to keep both workers busy through the partition
-
-
-class Relay:
-    """Forwards TCP connections to ``target``; ``blackhole()`` silently stops the flow.
-
-    While blackholed nothing is read, so nothing is forwarded or answered; bytes wait in
-    the sockets' buffers, and ``resume()`` lets them through in order.
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def blackhole(self) -> None:
-        self.flowing.clear()
-
-    def resume(self) -> None:
-        self.flowing.set()
-
-    def close(self) -> None:
-        self.flowing.set()
-        for sock in [self.server, *self.sockets]:
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            self.flowing.wait()
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while True:
-                self.flowing.wait()
-                data = source.recv(65536)
-                self.flowing.wait()
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 def start_worker(db: DbSettings, record_dir: Path, log: BinaryIO) -> subprocess.Popen[bytes]:

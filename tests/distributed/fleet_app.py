@@ -1,0 +1,25 @@
+"""The application the multi-host tests run: one handler that records each execution.
+
+Each execution appends ``N HOST PID TIME`` to ``$AANA_TEST_RECORD/<pid>.txt``; ``HOST`` is
+``$AANA_TEST_HOST`` (the network namespace the worker runs in).
+"""
+
+import os
+import socket
+import time
+from pathlib import Path
+
+from aana.sdk import AanaSDK
+
+app = AanaSDK(name="fleet-test")
+_HOST = os.environ.get("AANA_TEST_HOST") or socket.gethostname()
+
+
+@app.task("record")
+def record(data):
+    time.sleep(data.get("seconds", 0))
+    folder = os.environ.get("AANA_TEST_RECORD")
+    if folder:
+        with (Path(folder) / f"{os.getpid()}.txt").open("a") as out:
+            out.write(f"{data['n']} {_HOST} {os.getpid()} {time.time():.3f}\n")
+    return data["n"]
