@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 MODULE = "aana.tasks.supervisor"  # not __name__, which is "__main__" under python -m
 SUPERVISE = "--supervise"
+OPTIONS_VARIABLE = "AANA_WORKER_OPTIONS"
+"""Where a supervisor and its workers find their options (JSON): not in the command line,
+which every user of the machine can read, since ``listen_url`` may hold a password."""
 
 logger = logging.getLogger(MODULE)
 
@@ -107,7 +110,8 @@ def become_supervisor(app_path: str, processes: int, options: WorkerOptions) -> 
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     logging.shutdown()  # flushes every handler
-    argv = [sys.executable, "-m", MODULE, SUPERVISE, str(processes), app_path, _encode(options)]
+    os.environ[OPTIONS_VARIABLE] = _encode(options)
+    argv = [sys.executable, "-m", MODULE, SUPERVISE, str(processes), app_path]
     os.execv(sys.executable, argv)  # noqa: S606 (our own interpreter, no shell)
 
 
@@ -132,7 +136,8 @@ def supervise(app_path: str, processes: int, encoded_options: str) -> int:
     # ``python -m`` makes the current directory importable, as for the command line.
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", MODULE, name, app_path, _for_process(encoded_options, n)]
+            [sys.executable, "-m", MODULE, name, app_path],
+            env={**os.environ, OPTIONS_VARIABLE: _for_process(encoded_options, n)},
         )
         for n, name in enumerate(names)
     ]
@@ -165,16 +170,17 @@ def supervise(app_path: str, processes: int, encoded_options: str) -> int:
 def main(argv: list[str]) -> int:
     """Run a supervisor or one of its workers, as ``argv`` says.
 
-    ``--supervise PROCESSES APP_PATH OPTIONS_JSON`` is a supervisor (see
-    ``become_supervisor``); ``NAME APP_PATH OPTIONS_JSON`` one of its workers.
+    ``--supervise PROCESSES APP_PATH`` is a supervisor (see ``become_supervisor``);
+    ``NAME APP_PATH`` one of its workers. The options are in ``AANA_WORKER_OPTIONS``.
     """
+    encoded = os.environ.pop(OPTIONS_VARIABLE)
     if argv[0] == SUPERVISE:
-        _, processes, app_path, encoded = argv
+        _, processes, app_path = argv
         configure_logging()  # as the command line: AANA_LOG_LEVEL/FORMAT
         return supervise(app_path, int(processes), encoded)
     from aana.tasks.worker import WorkerOptions
 
-    name, app_path, encoded = argv
+    name, app_path = argv
     return _child(name, app_path, WorkerOptions(**json.loads(encoded)))
 
 

@@ -191,6 +191,9 @@ def test_supervisor__replaces_the_command_with_a_small_process(db, tmp_path):
         command = Path(f"/proc/{worker.pid}/cmdline").read_text().split("\0")
         assert command[1:4] == ["-m", "aana.tasks.supervisor", "--supervise"]
         children = [int(pid) for pid in children_file.read_text().split()]
+        # The options (a listen_url may hold a password) are in no command line.
+        for pid in (worker.pid, *children):
+            assert "concurrency" not in Path(f"/proc/{pid}/cmdline").read_text()
         # It imports neither SQLAlchemy nor the application: a fraction of a worker's size.
         assert resident_kb(worker.pid) * 2 < min(resident_kb(pid) for pid in children)
     finally:
