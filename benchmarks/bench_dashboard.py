@@ -20,19 +20,16 @@ import argparse
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from bench_schedule import fresh_database  # this folder is on the path of its scripts
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
-from aana.configs.settings import Settings
 from aana.storage.models.task import Status
-from aana.storage.op import run_alembic_migrations
 from aana.storage.repository.task import TaskRepository
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""}
@@ -105,25 +102,6 @@ EXPLAINED = {
         "SELECT endpoint, status, count(*) FROM tasks GROUP BY endpoint, status"
     ),
 }
-
-
-def fresh_database(backend: str, folder: Path) -> tuple[DbSettings, Callable[[], None]]:
-    if backend == "sqlite":
-        db = DbSettings(datastore_config={"path": str(folder / f"{uuid.uuid4().hex}.db")})
-        run_alembic_migrations(Settings(db_config=db))
-        return db, db.get_engine().dispose
-    name = f"aana_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as admin:  # type: ignore[arg-type]
-        admin.execute(f"CREATE DATABASE {name}")
-    db = DbSettings(datastore_type="postgresql", datastore_config={**PG, "database": name})  # type: ignore[typeddict-item]
-    run_alembic_migrations(Settings(db_config=db))
-
-    def drop() -> None:
-        db.get_engine().dispose()
-        with psycopg.connect(dbname="postgres", autocommit=True, **PG) as admin:  # type: ignore[arg-type]
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-    return db, drop
 
 
 def fill(db: DbSettings, backend: str, tasks: int) -> float:

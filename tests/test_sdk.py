@@ -39,29 +39,27 @@ def test_from_path__bad_paths_raise_typed_errors(app_path, error, expected):
     assert isinstance(raised.value, AppPathError) and isinstance(raised.value, ValueError)
 
 
-def test_imports__worker_side_needs_no_command_line_nor_alembic():
-    code = (
-        "import sys\n"
-        "import aana.tasks.supervisor\n"
-        "from aana.sdk import AanaSDK\n"
-        "AanaSDK.from_path('tests.tasks.queue_app:app')\n"
-        "print(sorted(m for m in ('aana.cli', 'aana.tasks.cli', 'click', 'alembic') "
-        "if m in sys.modules))\n"
-    )
+@pytest.mark.parametrize(
+    ("code", "absent"),
+    [
+        # worker processes: the application, without the command line nor Alembic
+        (
+            "import aana.tasks.supervisor\n"
+            "from aana.sdk import AanaSDK\n"
+            "AanaSDK.from_path('tests.tasks.queue_app:app')\n",
+            ("aana.cli", "aana.tasks.cli", "click", "alembic"),
+        ),
+        # the supervisor of aana worker --processes N: nothing but the standard library
+        (
+            "import aana.tasks.supervisor\n",
+            ("sqlalchemy", "pydantic", "click", "alembic", "psycopg"),
+        ),
+    ],
+    ids=["worker", "supervisor"],
+)
+def test_imports__stay_small(code, absent):
+    check = f"import sys\n{code}print(sorted(m for m in {absent!r} if m in sys.modules))\n"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
-
-
-def test_imports__supervisor_needs_neither_sqlalchemy_nor_pydantic():
-    code = (
-        "import sys\n"
-        "import aana.tasks.supervisor\n"
-        "print(sorted(m for m in ('sqlalchemy', 'pydantic', 'click', 'alembic', 'psycopg') "
-        "if m in sys.modules))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
