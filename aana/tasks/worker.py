@@ -573,13 +573,20 @@ class Worker:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
 
+        first_at: list[float] = []
+
         def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if first_at and time.monotonic() - first_at[0] < _SAME_SIGNAL:
+                # One stop request delivered twice: to the process group (a terminal,
+                # ``timeout``, systemd's control group) and forwarded by the supervisor.
+                return
             if self._stopping.is_set():
                 logger.warning("second signal: handing back running tasks now")
                 self.stop(grace=0)
                 self._exit_timers.append(_exit_after(_LAST_CALLS, "second signal"))
             else:
                 logger.info("signal %d: finishing running tasks, claiming no more", signum)
+                first_at.append(time.monotonic())
                 self.stop()
                 # The database may be unreachable, and a call to it blocked until the
                 # connection gives up: the process ends all the same. Tasks left running
@@ -595,6 +602,9 @@ class Worker:
 
         return restore
 
+
+_SAME_SIGNAL = 0.5
+"""Seconds after a stop signal within which another is the same request, not a second."""
 
 _LAST_CALLS = 15.0
 """Seconds a stopping worker may spend on its last database calls (storing results,

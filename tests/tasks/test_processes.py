@@ -1,5 +1,6 @@
 """Worker processes, as deployed: exactly-once claims and crash recovery, per backend."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -200,3 +201,30 @@ def test_supervisor__replaces_the_command_with_a_small_process(db, tmp_path):
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=30)
     assert worker.returncode == 0, output
+
+
+def test_signal__to_the_whole_process_group_is_one_stop_request(db, tmp_path):
+    """``timeout``, a terminal or systemd signal every process; the supervisor forwards too.
+
+    Each worker then gets SIGTERM twice at once: that is one request to stop (running
+    tasks finish), not a second one (running tasks handed back).
+    """
+    app = AanaSDK()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "aana.cli", "worker", APP, "--processes", "2"],
+        cwd=REPO_ROOT,
+        env=environment(db, AANA_TEST_RECORD=str(tmp_path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as under a terminal
+    )
+    task_id = app.defer("nap", {"n": 1, "seconds": 1.5})
+    try:
+        wait_until(lambda: runs(tmp_path)[1] == 1, timeout=60, interval=0.02)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        output, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, output
+    assert "second signal" not in output
+    assert app.get_task(task_id).status == Status.COMPLETED
