@@ -576,7 +576,10 @@ class Worker:
         first_at: list[float] = []
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            if first_at and time.monotonic() - first_at[0] < _SAME_SIGNAL:
+            now = time.monotonic()
+            if not first_at:
+                first_at.append(now)  # first, before any I/O: the handler may re-enter
+            elif now - first_at[0] < _SAME_SIGNAL:
                 # One stop request delivered twice: to the process group (a terminal,
                 # ``timeout``, systemd's control group) and forwarded by the supervisor.
                 return
@@ -586,7 +589,6 @@ class Worker:
                 self._exit_timers.append(_exit_after(_LAST_CALLS, "second signal"))
             else:
                 logger.info("signal %d: finishing running tasks, claiming no more", signum)
-                first_at.append(time.monotonic())
                 self.stop()
                 # The database may be unreachable, and a call to it blocked until the
                 # connection gives up: the process ends all the same. Tasks left running

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -228,3 +229,21 @@ def test_signal__to_the_whole_process_group_is_one_stop_request(db, tmp_path):
     assert worker.returncode == 0, output
     assert "second signal" not in output
     assert app.get_task(task_id).status == Status.COMPLETED
+
+
+def test_signal__a_second_one_hands_running_tasks_back_at_once(db, tmp_path):
+    app = AanaSDK()
+    worker = worker_process(db, tmp_path, "--processes", "1", "--shutdown-grace", "60")
+    task_id = app.defer("nap", {"n": 1, "seconds": 60})
+    try:
+        wait_until(lambda: runs(tmp_path)[1] == 1, timeout=60, interval=0.02)
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # apart by more than one delivery's spread: a second request
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)  # long before the 60 s grace or nap
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, output
+    assert "second signal: handing back running tasks now" in output
+    assert app.get_task(task_id).status == Status.NOT_FINISHED
