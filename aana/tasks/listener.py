@@ -86,6 +86,7 @@ class Listener:
         self.wakeups = 0
         self.connections = 0
         self._stopped = threading.Event()
+        self._dropping = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: Any = None
 
@@ -110,10 +111,17 @@ class Listener:
         return None
 
     def drop_connection(self) -> None:
-        """Close the listener's connection under it, as a failure would (for tests)."""
-        connection = self._connection
-        if connection is not None:
-            connection.close()
+        """Make the listener lose its connection, as a failure would (for tests).
+
+        The listener's own thread drops it: closing a connection while another thread
+        uses it is not safe (sqlite3 may crash the process).
+        """
+        self._dropping.set()
+
+    def _check_dropped(self) -> None:
+        if self._dropping.is_set():
+            self._dropping.clear()
+            raise ConnectionError("the connection was dropped")
 
     def _run(self) -> None:
         retry = _FIRST_RETRY
@@ -201,11 +209,13 @@ class Listener:
                 self.wake.set()
             if connection.closed:
                 raise psycopg.OperationalError("the connection is closed")
+            self._check_dropped()
 
     def _watch(self, connection: sqlite3.Connection) -> None:
         seen = change_counter(connection)
         interval = _FIRST_LOOK
         while not self._stopped.wait(interval):
+            self._check_dropped()
             version = change_counter(connection)
             if version == seen:
                 interval = min(interval * 2, _LAST_LOOK)
