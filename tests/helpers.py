@@ -68,12 +68,20 @@ def backdate(
 
 
 def wait_until(
-    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.01
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    describe: Callable[[], str] | None = None,
 ) -> None:
-    """Poll ``condition`` until it holds; fail the test if ``timeout`` seconds pass first."""
+    """Poll ``condition`` until it holds; fail the test if ``timeout`` seconds pass first.
+
+    ``describe`` says, when the wait fails, what the test saw (state worth reading).
+    """
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        if time.monotonic() >= deadline:
+            seen = f"\n{describe()}" if describe else ""
+            raise AssertionError(f"condition not met within {timeout} s{seen}")
         time.sleep(interval)
 
 

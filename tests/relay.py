@@ -46,6 +46,8 @@ class Relay:
         self.flowing.set()
         self.sockets: list[socket.socket] = []
         self._random = random.Random(14)
+        self._cut_lock = threading.Lock()
+        self._chunks_before_cut: int | None = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def blackhole(self) -> None:
@@ -53,6 +55,24 @@ class Relay:
 
     def resume(self) -> None:
         self.flowing.set()
+
+    def blackhole_after(self, chunks: int) -> None:
+        """Forward ``chunks`` more client-to-server chunks, then blackhole.
+
+        A chunk is what one ``recv`` returned: on the loopback, what the client sent in
+        one write. Counting them cuts a conversation at each point in turn.
+        """
+        with self._cut_lock:
+            self._chunks_before_cut = chunks
+
+    def _count_chunk(self) -> None:
+        with self._cut_lock:
+            if self._chunks_before_cut is None:
+                return
+            self._chunks_before_cut -= 1
+            if self._chunks_before_cut <= 0:
+                self._chunks_before_cut = None
+                self.blackhole()
 
     def close(self) -> None:
         self.flowing.set()
@@ -72,8 +92,10 @@ class Relay:
                 client.close()
                 continue
             self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, to_server in ((client, upstream, True), (upstream, client, False)):
+                pipe = threading.Thread(target=self._pipe, args=(source, sink, to_server))
+                pipe.daemon = True
+                pipe.start()
 
     def _hold_back(self) -> None:
         pause = self.delay
@@ -82,7 +104,7 @@ class Relay:
         if pause:
             time.sleep(pause)
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, to_server: bool) -> None:
         try:
             while True:
                 self.flowing.wait()
@@ -92,6 +114,8 @@ class Relay:
                     break
                 self._hold_back()
                 sink.sendall(data)
+                if to_server:
+                    self._count_chunk()
         except OSError:
             pass
         for sock in (source, sink):
