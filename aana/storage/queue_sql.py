@@ -10,7 +10,7 @@ WHERE clause, so a row that changed under a concurrent writer is left alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -20,16 +20,20 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Dialect,
+    Double,
     Float,
     Insert,
     Integer,
     Select,
     String,
+    Text,
     Update,
+    Uuid,
     and_,
     bindparam,
     case,
     cast,
+    column,
     delete,
     func,
     insert,
@@ -41,8 +45,12 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.expression import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
+from aana.storage.checks import check_json
 from aana.storage.dialects import (
     insert_unless_conflicting,
     json_text,
@@ -557,12 +565,21 @@ class Attempt(NamedTuple):
     assigned_at: datetime
 
 
-def held(*statuses: Status) -> ColumnElement[bool]:
-    """Rows still in one of ``statuses`` for the attempt given by ``attempt_params``."""
+def held(*statuses: Status, rows: TableValuedAlias | None = None) -> ColumnElement[bool]:
+    """Rows still in one of ``statuses`` for the attempt given by ``attempt_params``.
+
+    With ``rows`` (see ``json_rows``) the attempts are its columns instead of parameters.
+    """
+    if rows is None:
+        fence_id: ColumnElement[Any] = bindparam("fence_id", type_=Task.__table__.c.id.type)
+        number: ColumnElement[Any] = bindparam("fence_number")
+        assigned_at: ColumnElement[Any] = bindparam("fence_assigned_at", type_=UtcDateTime())
+    else:
+        fence_id, number, assigned_at = (rows.c[name] for name in ATTEMPT_COLUMNS)
     return and_(
-        Task.id == bindparam("fence_id", type_=Task.__table__.c.id.type),
-        Task.num_retries == bindparam("fence_number"),
-        Task.assigned_at == bindparam("fence_assigned_at", type_=UtcDateTime()),
+        Task.id == fence_id,
+        Task.num_retries == number,
+        Task.assigned_at == assigned_at,
         # Not IN: an "expanding" IN parameter cannot be executed over many rows.
         or_(*(Task.status == status for status in statuses)),
     )
@@ -577,14 +594,59 @@ def attempt_params(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-@cache
-def start_many() -> Update:
-    """Mark a claimed attempt RUNNING if its claim still holds (run over many rows)."""
-    return update(Task).where(held(Status.ASSIGNED)).values(status=Status.RUNNING)
+ATTEMPT_COLUMNS = ("fence_id", "fence_number", "fence_assigned_at")
+
+
+def json_rows(*columns: tuple[str, TypeEngine[Any]]) -> TableValuedAlias:
+    """The rows of a ``*_many`` statement as one JSON array, the ``rows`` parameter.
+
+    PostgreSQL only (``jsonb_to_recordset``): the statement then runs once, in one
+    message sequence, for any number of rows. Run over many parameter sets, psycopg
+    pipelines it instead, sending the statements before the Sync that ends them: a
+    worker cut off in between leaves a server session that has run them, holds their
+    row locks, and is neither idle in a transaction nor running a statement, so
+    neither ``idle_in_transaction_session_timeout`` nor ``statement_timeout`` ends it.
+    ``json_params`` makes the parameter; ``columns`` follow the attempt's fence.
+    """
+    fence: tuple[TypeEngine[Any], ...] = (Uuid(), Integer(), TIMESTAMP(timezone=True))
+    typed = [*zip(ATTEMPT_COLUMNS, fence, strict=True), *columns]
+    recordset = func.jsonb_to_recordset(bindparam("rows", type_=JSONB()))
+    return recordset.table_valued(*(column(name, type_) for name, type_ in typed)).render_derived(
+        name="given", with_types=True
+    )
+
+
+def json_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``rows`` parameter of a ``json_rows`` statement, from ``*_many`` parameter sets.
+
+    A result is checked as the result column checks it, and wrapped in a one-item array
+    (read back with ``-> 0``): ``jsonb_to_recordset`` reads a JSON null as SQL NULL.
+    """
+    encoded = []
+    for row in rows:
+        item = {
+            **row,
+            "fence_id": str(row["fence_id"]),
+            "fence_assigned_at": row["fence_assigned_at"].astimezone(UTC).isoformat(),
+        }
+        if "new_result" in row:
+            item["new_result"] = [check_json(row["new_result"], "tasks.result")]
+        encoded.append(item)
+    return {"rows": encoded}
 
 
 @cache
-def finish_many() -> Update:
+def start_many(together: bool = False) -> Update:
+    """Mark a claimed attempt RUNNING if its claim still holds (run over many rows).
+
+    ``together``: all rows in one ``rows`` parameter (see ``json_rows``); likewise below.
+    """
+    rows = json_rows() if together else None
+    return update(Task).where(held(Status.ASSIGNED, rows=rows)).values(status=Status.RUNNING)
+
+
+@cache
+def finish_many(together: bool = False) -> Update:
     """Store a running attempt's outcome if it still holds its task (run over many rows).
 
     Parameters besides the fence: ``new_status`` (COMPLETED or FAILED), ``new_result``,
@@ -592,32 +654,46 @@ def finish_many() -> Update:
     until the task is due again if it is retried; None keeps its due time). A task whose
     cancellation was requested ends CANCELLED, whatever its handler returned.
     """
-    delay = cast(bindparam("retry_delay", type_=Float()), Float())
+    if together:
+        rows = json_rows(
+            ("new_status", Text()),
+            ("new_result", JSONB()),
+            ("new_progress", Double()),
+            ("retry_delay", Double()),
+        )
+        new_status: ColumnElement[Any] = rows.c.new_status
+        # The array's item: ``->`` on any PostgreSQL (subscripts need 14).
+        new_result: ColumnElement[Any] = rows.c.new_result.op("->", return_type=JSONB)(0)
+        new_progress: ColumnElement[Any] = rows.c.new_progress
+        delay: ColumnElement[Any] = rows.c.retry_delay
+    else:
+        rows = None
+        status_type = Task.__table__.c.status.type
+        new_status = cast(bindparam("new_status", type_=status_type), String())
+        new_result = bindparam("new_result", type_=JsonType)
+        new_progress = bindparam("new_progress", type_=_type_of(Task.progress))
+        delay = cast(bindparam("retry_delay", type_=Float()), Float())
+    cancelled = Task.cancel_requested == true()
     return (
         update(Task)
-        .where(held(Status.RUNNING))
+        .where(held(Status.RUNNING, rows=rows))
         .values(
-            status=case(
-                (Task.cancel_requested == true(), Status.CANCELLED.value),
-                else_=cast(bindparam("new_status", type_=Task.__table__.c.status.type), String()),
-            ),
+            status=case((cancelled, Status.CANCELLED.value), else_=new_status),
             scheduled_at=func.coalesce(utcnow(delay), Task.scheduled_at),
-            result=bindparam("new_result", type_=JsonType),
-            progress=func.coalesce(
-                bindparam("new_progress", type_=_type_of(Task.progress)), Task.progress
-            ),
+            result=new_result,
+            progress=func.coalesce(new_progress, Task.progress),
             completed_at=utcnow(),
         )
     )
 
 
 @cache
-def release_many() -> Update:
+def release_many(together: bool = False) -> Update:
     """Hand an unfinished attempt back as NOT_FINISHED, or CANCELLED if it was (many rows)."""
     cancelled = Task.cancel_requested == true()
     return (
         update(Task)
-        .where(held(*ACTIVE))
+        .where(held(*ACTIVE, rows=json_rows() if together else None))
         .values(
             status=case((cancelled, Status.CANCELLED.value), else_=Status.NOT_FINISHED.value),
             completed_at=case((cancelled, utcnow()), else_=Task.completed_at),
@@ -626,9 +702,10 @@ def release_many() -> Update:
 
 
 @cache
-def heartbeat_many() -> Update:
+def heartbeat_many(together: bool = False) -> Update:
     """Keep an attempt alive; a task claimed again since is left alone (many rows)."""
-    return update(Task).where(held(*ACTIVE)).values(updated_at=utcnow())
+    rows = json_rows() if together else None
+    return update(Task).where(held(*ACTIVE, rows=rows)).values(updated_at=utcnow())
 
 
 @cache

@@ -10,13 +10,13 @@ autocommit: one round trip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, Update, select
 from sqlalchemy.orm import Session
 
 from aana.storage import dialects, queue_sql
@@ -253,15 +253,15 @@ class QueueManager:
         if not (results or unstarted or claim):
             return set(), []
         jobs: list[Job] = []
-        # One statement each, executed over all rows (one round trip with psycopg's
-        # pipeline); only when the fence dropped some rows do we ask which.
+        # One statement each, executed over all rows (see ``_changed``); only when the
+        # fence dropped some rows do we ask which.
         with self._writing(f"settling {len(outcomes)} task(s) and claiming") as db:
             finished = [attempt for attempt, status, _ in outcomes if status is not None]
             written = {attempt.task_id for attempt in finished}
-            if results and _changed(db, queue_sql.finish_many(), results) != len(results):
+            if results and _changed(db, queue_sql.finish_many, results) != len(results):
                 written = self._still_held(db, finished, FINISHED)
             if unstarted:
-                db.execute(queue_sql.release_many(), unstarted)
+                _changed(db, queue_sql.release_many, unstarted)
             if claim is not None:
                 jobs = self._claim(db, claim)
         return written, jobs
@@ -290,7 +290,7 @@ class QueueManager:
             return []
         params = [queue_sql.attempt_params(job.attempt) for job in jobs]
         with self._writing("starting tasks") as db:
-            if _changed(db, queue_sql.start_many(), params) == len(params):
+            if _changed(db, queue_sql.start_many, params) == len(params):
                 return list(jobs)
             running = self._still_held(db, [job.attempt for job in jobs], (Status.RUNNING,))
         return [job for job in jobs if job.id in running]
@@ -318,7 +318,7 @@ class QueueManager:
         if attempts:
             with self._writing("sending heartbeats") as db:
                 params = [queue_sql.attempt_params(attempt) for attempt in attempts]
-                db.execute(queue_sql.heartbeat_many(), params)
+                _changed(db, queue_sql.heartbeat_many, params)
 
     def report_worker(self, worker: Mapping[str, Any], first: bool) -> None:
         """Record a worker's heartbeat (``worker_*`` parameters of ``queue_sql``).
@@ -342,7 +342,7 @@ class QueueManager:
             return set()
         params = [queue_sql.attempt_params(attempt) for attempt in attempts]
         with self._writing("handing back tasks") as db:
-            if _changed(db, queue_sql.release_many(), params) == len(params):
+            if _changed(db, queue_sql.release_many, params) == len(params):
                 return {attempt.task_id for attempt in attempts}
             return self._still_held(db, attempts, (Status.NOT_FINISHED, Status.CANCELLED))
 
@@ -361,6 +361,14 @@ class QueueManager:
             )
 
 
-def _changed(connection: Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> int:
-    """Run ``statement`` once per item of ``rows``; how many rows it changed in all."""
-    return int(connection.execute(statement, rows).rowcount)
+def _changed(
+    connection: Connection, many: Callable[[bool], Update], rows: Sequence[dict[str, Any]]
+) -> int:
+    """Run the statement ``many`` builds once per item of ``rows``; rows changed in all.
+
+    On PostgreSQL it is one statement over all rows (``queue_sql.json_rows`` says why
+    not psycopg's pipelined ``executemany``); SQLite, in process, takes them in one call.
+    """
+    if connection.dialect.name == "postgresql":
+        return int(connection.execute(many(True), queue_sql.json_params(rows)).rowcount)
+    return int(connection.execute(many(False), rows).rowcount)
