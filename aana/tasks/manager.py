@@ -59,6 +59,9 @@ class QueueManager:
         dialect = engine.dialect
         self._writer = engine.execution_options(**dialects.write_options(dialect))
         self._autocommit = engine.execution_options(**dialects.autocommit_options(dialect))
+        # Not on SQLite: a statement that reads before it writes, outside BEGIN IMMEDIATE,
+        # may fail at once (SQLITE_BUSY) when another writer commits in between.
+        self._claim_alone = dialect.name == "postgresql"
 
     @contextmanager
     def _writing(self, action: str) -> Iterator[Connection]:
@@ -252,6 +255,11 @@ class QueueManager:
         ]
         if not (results or unstarted or claim):
             return set(), []
+        if claim is not None and not (results or unstarted) and self._claim_alone:
+            # A claim alone is one statement, atomic by itself: committed on its own, it
+            # is one round trip instead of three (BEGIN, the claim, COMMIT).
+            with self._alone("claiming tasks") as db:
+                return set(), self._claim(db, claim)
         jobs: list[Job] = []
         # One statement each, executed over all rows (see ``_changed``); only when the
         # fence dropped some rows do we ask which.
