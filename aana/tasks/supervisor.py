@@ -33,6 +33,11 @@ OPTIONS_VARIABLE = "AANA_WORKER_OPTIONS"
 """Where a supervisor and its workers find their options (JSON): not in the command line,
 which every user of the machine can read, since ``listen_url`` may hold a password."""
 
+SAME_SIGNAL = 0.5
+"""Seconds after a stop signal within which another is the same request, not a second:
+``timeout``, a terminal or systemd signal the whole process group, and the supervisor
+forwards the signal it got as well."""
+
 logger = logging.getLogger(MODULE)
 
 
@@ -143,10 +148,15 @@ def supervise(app_path: str, processes: int, encoded_options: str) -> int:
     ]
 
     stopping = False
+    first_at: list[float] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
+        now = time.monotonic()
+        if first_at and now - first_at[0] < SAME_SIGNAL:
+            return  # the same request delivered twice: forwarded once
+        first_at[:] = [now]
         logger.info("signal %d: stopping %d worker process(es)", signum, len(children))
         for child in children:
             if child.poll() is None:

@@ -42,6 +42,7 @@ from aana.tasks.listener import Listener
 from aana.tasks.manager import ClaimRequest, Job, QueueManager
 from aana.tasks.periodic import PeriodicScheduler, PeriodicTask
 from aana.tasks.results import MAX_RESULT_BYTES, check_result, failure
+from aana.tasks.supervisor import SAME_SIGNAL
 
 __all__ = ["QueueUnavailableError", "Worker", "WorkerOptions", "failure"]
 
@@ -209,15 +210,17 @@ class Worker:
             maintenance.join(timeout=5)
             if periodic is not None:
                 periodic.join(timeout=5)
-            restore()
-            for timer in self._exit_timers:
-                timer.cancel()  # stopped in time
             self._forget_presence()
             if self._own_engine:
                 self.manager.engine.dispose()
             if self.metrics is not None:
                 self.metrics.close()
+            for timer in self._exit_timers:
+                timer.cancel()  # stopped in time
             logger.info("worker stopped after %d task(s)", self.processed)
+            # Last: until now a stop signal delivered twice is still one request, and a
+            # last step that hangs is still ended by the exit timers.
+            restore()
 
     def _start_metrics(self) -> None:
         port = self.options.metrics_port
@@ -579,7 +582,7 @@ class Worker:
             now = time.monotonic()
             if not first_at:
                 first_at.append(now)  # first, before any I/O: the handler may re-enter
-            elif now - first_at[0] < _SAME_SIGNAL:
+            elif now - first_at[0] < SAME_SIGNAL:
                 # One stop request delivered twice: to the process group (a terminal,
                 # ``timeout``, systemd's control group) and forwarded by the supervisor.
                 return
@@ -604,9 +607,6 @@ class Worker:
 
         return restore
 
-
-_SAME_SIGNAL = 0.5
-"""Seconds after a stop signal within which another is the same request, not a second."""
 
 _LAST_CALLS = 15.0
 """Seconds a stopping worker may spend on its last database calls (storing results,

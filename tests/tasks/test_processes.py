@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 
 from aana.sdk import AanaSDK
 from aana.storage.models import Status, TaskEntity
+from aana.storage.models.worker import WorkerEntity
 from aana.storage.session import get_session
 from tests.helpers import REPO_ROOT, backdate, environment, wait_until
 
@@ -229,6 +230,42 @@ def test_signal__to_the_whole_process_group_is_one_stop_request(db, tmp_path):
     assert worker.returncode == 0, output
     assert "second signal" not in output
     assert app.get_task(task_id).status == Status.COMPLETED
+
+
+def test_signal__to_the_whole_process_group_every_worker_ends_in_order(db, tmp_path):
+    """As ``timeout`` stops a command: SIGTERM to it, then to its whole process group.
+
+    The supervisor gets the signal twice and forwards it once. Idle workers stop in a
+    few milliseconds; a later copy of the signal must not find one whose handlers were
+    already restored, killing it before its last steps: logging that it stopped and
+    removing its ``workers`` row.
+    """
+    for delay in (0.005, 0.01, 0.02, 0.04):
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "aana.cli", "worker", APP, "--processes", "4"],
+            cwd=REPO_ROOT,
+            env=environment(db),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: worker_rows() == 4, timeout=60, interval=0.02)
+        finally:
+            os.kill(worker.pid, signal.SIGTERM)
+            time.sleep(delay)  # the copies' spread, from none to a worker's whole stop
+            os.killpg(worker.pid, signal.SIGTERM)
+            output, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0, output
+        assert output.count("worker stopped after") == 4, output
+        assert output.count("stopping 4 worker process(es)") == 1, output
+        assert worker_rows() == 0
+
+
+def worker_rows():
+    with get_session() as session:
+        return session.scalar(select(func.count()).select_from(WorkerEntity))
 
 
 def test_signal__a_second_one_hands_running_tasks_back_at_once(db, tmp_path):
