@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -63,6 +63,15 @@ def test_page__counts_match_the_database(
     assert ids[2] in browser.find_element(By.ID, "active").text
 
 
+def wait(browser: webdriver.Chrome, seconds: float) -> WebDriverWait[webdriver.Chrome]:
+    """A wait that looks again when the page replaced an element it was reading.
+
+    A form posted (retry) loads a new page, and the panels' refresh replaces their
+    content: an element found a moment before is then stale, which is not a failure.
+    """
+    return WebDriverWait(browser, seconds, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def test_task_deferred_elsewhere__appears_without_reloading(
     browser: webdriver.Chrome, dashboard: str, db: DbSettings
 ) -> None:
@@ -83,11 +92,11 @@ def test_task_deferred_elsewhere__appears_without_reloading(
         check=True,
     )
     task_id = deferred.stdout.strip()
-    WebDriverWait(browser, 20).until(
+    wait(browser, 20).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, f'#recent tr[data-task-id="{task_id}"]')
     )
     # Counts are read at most every 2 s (counting reads the whole table): soon, too.
-    WebDriverWait(browser, 20).until(lambda b: shown_counts(b)["total"] == 1)
+    wait(browser, 20).until(lambda b: shown_counts(b)["total"] == 1)
     assert browser.execute_script("return window.loadedOnce;") == "yes"
 
 
@@ -102,9 +111,7 @@ def test_retry_button__changes_a_failed_task_status(
     browser.get(link.get_attribute("href") or "")
     assert browser.find_element(By.ID, "task-status").text == "failed"
     browser.find_element(By.ID, "retry").click()
-    WebDriverWait(browser, 10).until(
-        lambda b: b.find_element(By.ID, "task-status").text == "created"
-    )
+    wait(browser, 10).until(lambda b: b.find_element(By.ID, "task-status").text == "created")
     assert aana_app.get_task(task_id).status == Status.CREATED
     assert browser.current_url == f"{dashboard}tasks/{task_id}"
 
