@@ -210,17 +210,20 @@ class Worker:
             maintenance.join(timeout=5)
             if periodic is not None:
                 periodic.join(timeout=5)
-            self._forget_presence()
-            if self._own_engine:
-                self.manager.engine.dispose()
-            if self.metrics is not None:
-                self.metrics.close()
-            for timer in self._exit_timers:
-                timer.cancel()  # stopped in time
-            logger.info("worker stopped after %d task(s)", self.processed)
-            # Last: until now a stop signal delivered twice is still one request, and a
-            # last step that hangs is still ended by the exit timers.
-            restore()
+            try:
+                self._forget_presence()
+                if self._own_engine:
+                    self.manager.engine.dispose()
+                if self.metrics is not None:
+                    self.metrics.close()
+            finally:
+                # Last, whatever those steps raised: until now a stop signal delivered
+                # twice is still one request, and a step that hangs is still ended by
+                # the exit timers; an embedding program gets its handlers back.
+                for timer in self._exit_timers:
+                    timer.cancel()  # stopped in time
+                logger.info("worker stopped after %d task(s)", self.processed)
+                restore()
 
     def _start_metrics(self) -> None:
         port = self.options.metrics_port
