@@ -11,6 +11,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from aana.configs.db import DbSettings
@@ -109,8 +110,12 @@ def test_retry_button__changes_a_failed_task_status(
     # Followed by URL, not clicked: the panels' refresh may replace the link meanwhile.
     link = browser.find_element(By.CSS_SELECTOR, f'#failures a[href="tasks/{task_id}"]')
     browser.get(link.get_attribute("href") or "")
-    assert browser.find_element(By.ID, "task-status").text == "failed"
+    shown_status = browser.find_element(By.ID, "task-status")
+    assert shown_status.text == "failed"
     browser.find_element(By.ID, "retry").click()
+    # The form's answer is a new page: read the status only once the old one is gone
+    # (read while the page changes, the element is stale or "not in the document").
+    wait(browser, 10).until(staleness_of(shown_status))
     wait(browser, 10).until(lambda b: b.find_element(By.ID, "task-status").text == "created")
     assert aana_app.get_task(task_id).status == Status.CREATED
     assert browser.current_url == f"{dashboard}tasks/{task_id}"
