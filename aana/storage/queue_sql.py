@@ -60,6 +60,7 @@ from aana.storage.dialects import (
     utcnow,
 )
 from aana.storage.models.task import CLAIMABLE_SQL, UNFINISHED_SQL, Status, TaskEntity
+from aana.storage.models.task_count import TaskCountEntity
 from aana.storage.models.worker import WorkerEntity
 from aana.storage.types import CheckedFloat, JsonType, UtcDateTime
 
@@ -743,6 +744,48 @@ def purge(older_than: float, statuses: Sequence[Status] = FINISHED) -> Delete:
 def purgeable(older_than: float, statuses: Sequence[Status] = FINISHED) -> ColumnElement[bool]:
     """Finished tasks that ended more than ``older_than`` seconds ago (database clock)."""
     return and_(Task.status.in_(statuses), Task.completed_at < utcnow(-older_than))
+
+
+# --- counts, kept by triggers (migration 0006) ---
+
+
+@cache
+def counts() -> Select[str, str, int]:
+    """Tasks per endpoint and status value, from ``task_counts`` (no row for none)."""
+    number = func.sum(TaskCountEntity.tasks)
+    return (
+        select(TaskCountEntity.endpoint, TaskCountEntity.status, number)
+        .group_by(TaskCountEntity.endpoint, TaskCountEntity.status)
+        .having(number != 0)
+    )
+
+
+@cache
+def compact_counts() -> Insert:
+    """PostgreSQL: fold the rows of ``task_counts`` into one per endpoint and status.
+
+    One statement: it deletes the rows no other compaction holds (``SKIP LOCKED``: two
+    compactions never wait for each other) and inserts their sums. Rows the triggers
+    add meanwhile are not in its snapshot and stay as they are.
+    """
+    counted = TaskCountEntity
+    gone = (
+        delete(counted)
+        .where(counted.id.in_(select(counted.id).with_for_update(skip_locked=True)))
+        .returning(counted.endpoint, counted.status, counted.tasks)
+        .cte("gone")
+    )
+    number = func.sum(gone.c.tasks)
+    sums = (
+        select(gone.c.endpoint, gone.c.status, number)
+        .group_by(gone.c.endpoint, gone.c.status)
+        .having(number != 0)
+    )
+    return (
+        insert(counted)
+        .from_select([counted.endpoint, counted.status, counted.tasks], sums)
+        .add_cte(gone)
+    )
 
 
 # --- workers, as their heartbeats report them ---

@@ -339,6 +339,12 @@ class QueueManager:
             if db.execute(queue_sql.worker_seen(), worker).rowcount == 0:
                 db.execute(queue_sql.worker_started(), worker)
 
+    def compact_counts(self) -> None:
+        """Fold the PostgreSQL rows of ``task_counts`` (see ``TaskRepository.compact_counts``)."""
+        if self.engine.dialect.name == "postgresql":
+            with self._alone("compacting task counts") as db:
+                db.execute(queue_sql.compact_counts())
+
     def forget_worker(self, worker_id: str) -> None:
         """Remove a stopping worker's row."""
         with self._alone("removing the worker's row") as db:

@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 _FIRST_POLL = 0.005  # seconds; an idle worker without notifications backs off from here
 _PRESENCE_INTERVAL = 2.0  # seconds between two writes of the worker's own row, at most
+_COMPACT_INTERVAL = 2.0  # seconds between two compactions of the task counts, at most
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Worker:
         self._hostname, self._pid = socket.gethostname(), os.getpid()
         self.worker_id = f"{self._hostname}:{self._pid}:{uuid.uuid4().hex[:8]}"
         self._reported_at = -math.inf
+        self._compacted_at = -math.inf
 
     @property
     def listener(self) -> Listener:
@@ -531,6 +533,7 @@ class Worker:
                     attempts = [job.attempt for job in self._running.values()]
                 self.manager.heartbeat(attempts)
                 self._report_presence(len(attempts))
+                self._compact_counts()
                 expired = self.manager.sweep(
                     options.execution_timeout,
                     options.heartbeat_timeout,
@@ -566,6 +569,13 @@ class Worker:
             first,
         )
         self._reported_at = now
+
+    def _compact_counts(self) -> None:
+        """Keep counting tasks a read of a few rows (``TaskManager.compact_counts``)."""
+        now = time.monotonic()
+        if now - self._compacted_at >= _COMPACT_INTERVAL:
+            self.manager.compact_counts()
+            self._compacted_at = now
 
     def _forget_presence(self) -> None:
         try:

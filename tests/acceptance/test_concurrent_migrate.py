@@ -53,6 +53,7 @@ def test_migrate__four_processes_at_once_build_the_schema_once(
         "caption",
         "extended_video",
         "media",
+        "task_counts",
         "tasks",
         "transcript",
         "video",

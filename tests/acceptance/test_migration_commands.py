@@ -17,6 +17,7 @@ PACKAGE_REVISIONS = [
     "0003_notify_new_tasks",
     "0004_tasks_in_time",
     "0005_dashboard_indexes",
+    "0006_task_counts",
 ]
 
 

@@ -151,7 +151,7 @@ def test_slow_database__the_page_answers_503_in_time(db: DbSettings, aana_app: A
     api = FastAPI()
     api.include_router(dashboard_router(aana_app, timeout=0.5))
     with db.get_engine().connect() as locker, TestClient(api) as client:
-        locker.execute(text("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"))
+        locker.execute(text("LOCK TABLE tasks, task_counts IN ACCESS EXCLUSIVE MODE"))
         page = client.get("/")
         locker.rollback()
         wait_until(lambda: db.get_engine().pool.checkedout() == 1)  # type: ignore[attr-defined]

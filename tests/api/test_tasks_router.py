@@ -240,7 +240,7 @@ def test_slow_database__503_after_the_timeout_not_a_hang(db: DbSettings, aana_ap
     api = FastAPI()
     api.include_router(tasks_router(aana_app, timeout=0.5), prefix="/tasks")
     with db.get_engine().connect() as locker, TestClient(api) as client:
-        locker.execute(text("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"))
+        locker.execute(text("LOCK TABLE tasks, task_counts IN ACCESS EXCLUSIVE MODE"))
         response = client.get("/tasks/counts")
         locker.rollback()
         # The abandoned query goes on in its thread until the lock is gone; let it end.

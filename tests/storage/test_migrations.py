@@ -22,7 +22,7 @@ from aana.storage.op import AppMigrations
 from tests.conftest import PACKAGE_HEAD
 from tests.helpers import BOTH_BACKENDS
 
-PACKAGE_TABLES = {"caption", "media", "tasks", "transcript", "video", "workers"}
+PACKAGE_TABLES = {"caption", "media", "task_counts", "tasks", "transcript", "video", "workers"}
 
 
 def write_revision(

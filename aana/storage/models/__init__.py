@@ -4,6 +4,7 @@ from aana.storage.models.base import BaseEntity, TimeStampEntity
 from aana.storage.models.caption import CaptionEntity
 from aana.storage.models.media import MediaEntity
 from aana.storage.models.task import Status, TaskEntity
+from aana.storage.models.task_count import TaskCountEntity
 from aana.storage.models.transcript import TranscriptEntity
 from aana.storage.models.video import VideoEntity
 from aana.storage.models.worker import WorkerEntity
@@ -20,6 +21,7 @@ __all__ = [
     "CaptionEntity",
     "MediaEntity",
     "Status",
+    "TaskCountEntity",
     "TaskEntity",
     "TimeStampEntity",
     "TranscriptEntity",

@@ -344,27 +344,52 @@ class TaskRepository(BaseRepository[TaskEntity]):
         status: Status | None = None,
         endpoint: str | None = None,
     ) -> int:
-        """How many tasks ``get_tasks`` would list with these filters and no limit."""
-        query = select(func.count()).select_from(TaskEntity)
+        """How many tasks ``get_tasks`` would list with these filters and no limit.
+
+        Without ``user_id``, read from the counts the database keeps (``task_counts``):
+        a few rows, however many tasks there are.
+        """
+        if user_id is None:
+            wanted = None if status is None else Status(status).value
+            return sum(
+                number
+                for at, numbers in self.count_by_endpoint().items()
+                if endpoint is None or at == endpoint
+                for state, number in numbers.items()
+                if wanted is None or state == wanted
+            )
+        query = select(func.count()).select_from(TaskEntity).where(TaskEntity.user_id == user_id)
         if endpoint is not None:
             query = query.where(TaskEntity.endpoint == endpoint)
-        if user_id is not None:
-            query = query.where(TaskEntity.user_id == user_id)
         if status is not None:
             query = query.where(TaskEntity.status == Status(status))
         with self.reading("counting tasks"):
             return int(self.session.scalar(query) or 0)
 
     def count_by_endpoint(self) -> dict[str, dict[str, int]]:
-        """Tasks per endpoint and status value (statuses without tasks left out)."""
-        query = select(TaskEntity.endpoint, TaskEntity.status, func.count()).group_by(
-            TaskEntity.endpoint, TaskEntity.status
-        )
+        """Tasks per endpoint and status value (statuses without tasks left out).
+
+        Read from ``task_counts``, which triggers on ``tasks`` keep exact in every
+        transaction (see ``aana.storage.models.task_count``).
+        """
         counts: dict[str, dict[str, int]] = {}
         with self.reading("counting tasks per endpoint"):
-            for endpoint, status, number in self.session.execute(query):
-                counts.setdefault(endpoint, {})[Status(status).value] = number
+            for endpoint, status, number in self.session.execute(queue_sql.counts()):
+                counts.setdefault(endpoint, {})[Status(status).value] = int(number)
         return counts
+
+    def compact_counts(self) -> None:
+        """Fold the rows of ``task_counts`` into one per endpoint and status.
+
+        On PostgreSQL every statement that changes tasks adds rows there (see
+        ``aana.storage.models.task_count``); workers run this with their heartbeats, so
+        counting stays a read of a few rows. One statement, which never waits for
+        another compaction; nothing to do on SQLite.
+        """
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        with self.writing_one_statement("compacting task counts"):
+            self.session.execute(queue_sql.compact_counts())
 
     def finished_per_minute(self, seconds: float) -> list[tuple[str, str, int]]:
         """Tasks COMPLETED or FAILED in the last ``seconds`` (database clock), per minute.
@@ -409,13 +434,20 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
     def count(self, user_id: str | None = None) -> dict[str, int]:
         """Tasks per status value, plus ``"total"``, optionally of one user."""
-        query = select(TaskEntity.status, func.count()).group_by(TaskEntity.status)
-        if user_id is not None:
-            query = query.where(TaskEntity.user_id == user_id)
         counts = {status.value: 0 for status in Status}
-        with self.reading("counting tasks"):
-            for status, number in self.session.execute(query):
-                counts[Status(status).value] = number
+        if user_id is None:
+            for numbers in self.count_by_endpoint().values():
+                for status, number in numbers.items():
+                    counts[status] += number
+        else:
+            query = (
+                select(TaskEntity.status, func.count())
+                .where(TaskEntity.user_id == user_id)
+                .group_by(TaskEntity.status)
+            )
+            with self.reading("counting tasks"):
+                for status, number in self.session.execute(query):
+                    counts[Status(status).value] = number
         counts["total"] = sum(counts.values())
         return counts
 
