@@ -18,6 +18,8 @@ Prints the median time of each statement and the ratio baseline / ours (1.0: fre
   in one transaction);
 - **claim 10**: an UPDATE changing the status of 10 tasks (300 statements), as a claim,
   a start or a settle does;
+- **settle 10, 10 KB results**: the same, also storing a 10 KB JSON result in each task
+  (PostgreSQL's transition tables copy the rows a statement changes, results included);
 - **heartbeat 10**: an UPDATE of 10 tasks that changes no status (300 statements).
 
 Informational: no target.
@@ -78,7 +80,7 @@ class Plain:
     def empty(self) -> None:
         self.run("DELETE FROM tasks")
         self.run("DELETE FROM task_counts")
-        self.run("VACUUM" if self.backend == "sqlite" else "VACUUM tasks")
+        self.run("VACUUM" if self.backend == "sqlite" else "VACUUM tasks, task_counts")
 
     def close(self) -> None:
         self.connection.close()
@@ -123,10 +125,17 @@ def updates(db: Plain, assignment: str, count: int = 300) -> float:
 
 
 FLIP = "status = CASE WHEN status = 'created' THEN 'assigned' ELSE 'created' END"
+# A settle storing a 10 KB result each (the transition tables copy the rows it changes).
+RESULT = '{"text": "' + "x" * 10_000 + '"}'
+SETTLE = (
+    "status = CASE WHEN status = 'created' THEN 'completed' ELSE 'created' END, "
+    f"result = '{RESULT}'"
+)
 STATEMENTS: dict[str, tuple[Callable[[Plain], float], float, str]] = {
     "defer one": (defer_one, 1e6, "us"),
     "defer 5,000 in one statement": (defer_many, 1e3, "ms"),
     "claim 10 (status changes)": (lambda db: updates(db, FLIP), 1e6, "us"),
+    "settle 10, 10 KB results": (lambda db: updates(db, SETTLE), 1e6, "us"),
     "heartbeat 10 (no status change)": (lambda db: updates(db, "progress = 0.5"), 1e6, "us"),
 }
 

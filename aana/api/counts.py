@@ -24,6 +24,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class QuietCompaction:
+    """Folds the task counts before a count (in case no worker runs), logging a failure once.
+
+    Counting works without it, only slower: a role that may not write ``task_counts``
+    (a read-only one, a replica) still gets its counts. One per router or counter.
+    """
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def __call__(self, repository: TaskRepository) -> None:
+        """Compact through ``repository``; a failure is logged the first time only."""
+        try:
+            repository.compact_counts()
+        except AanaException as error:
+            if not self.failed:
+                logger.warning("compacting the task counts failed (counting goes on): %s", error)
+            self.failed = True
+
+
 class CachedCounts:
     """Tasks per endpoint and status of ``app``'s database, at most ``seconds`` old."""
 
@@ -33,6 +53,7 @@ class CachedCounts:
         self._lock = threading.Lock()
         self._read_at = -float("inf")
         self._counts: dict[str, dict[str, int]] = {}
+        self._compact = QuietCompaction()
 
     def by_endpoint(self) -> dict[str, dict[str, int]]:
         """``{endpoint: {status value: count}}`` (statuses without tasks left out)."""
@@ -41,10 +62,7 @@ class CachedCounts:
                 engine = self.app.settings.db_config.get_engine()
                 with Session(engine) as session:
                     repository = TaskRepository(session)
-                    try:  # in case no worker runs; counting works without it
-                        repository.compact_counts()
-                    except AanaException as error:
-                        logger.warning("compacting task counts failed: %s", error)
+                    self._compact(repository)
                     self._counts = repository.count_by_endpoint()
                 self._read_at = time.monotonic()
             return self._counts

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, params, status
 from sqlalchemy.orm import Session
 
 from aana.api.calls import call_database
+from aana.api.counts import QuietCompaction
 from aana.api.models import Deferred, DeferRequest, Task, TaskCounts, TaskPage
 from aana.storage.models.task import Status
 from aana.storage.repository.task import TaskRepository
@@ -40,6 +41,7 @@ def tasks_router(
 
     """
     router = APIRouter(dependencies=list(dependencies or ()), tags=["tasks"])
+    compact = QuietCompaction()
 
     def session() -> Session:
         return Session(app.settings.db_config.get_engine(), expire_on_commit=False)
@@ -62,6 +64,8 @@ def tasks_router(
         with session() as db:
             repository = TaskRepository(db)
             items = repository.get_tasks(limit=limit, offset=offset, **filters)
+            if user_id is None:  # the total comes from task_counts
+                compact(repository)
             total = repository.count_matching(**filters)
             return TaskPage(
                 items=[Task.model_validate(task) for task in items],
@@ -73,6 +77,7 @@ def tasks_router(
     def counts() -> TaskCounts:
         with session() as db:
             repository = TaskRepository(db)
+            compact(repository)
             by_status = repository.count()
             by_endpoint = repository.count_by_endpoint()
         total = by_status.pop("total")

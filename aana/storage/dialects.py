@@ -636,3 +636,12 @@ def change_counter(dbapi_connection: Any) -> int:
 def supports_notifications(engine: Engine) -> bool:
     """Whether workers on this engine can be woken by notifications."""
     return engine.dialect.name == "postgresql"
+
+
+def counts_need_folding(dialect: Dialect) -> bool:
+    """Whether ``task_counts`` gains a row per change, to fold now and then.
+
+    On PostgreSQL its triggers only insert (writers never wait on one counter row); on
+    SQLite, one writer at a time, they keep one row per endpoint and status.
+    """
+    return dialect.name == "postgresql"

@@ -43,6 +43,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
@@ -750,8 +751,11 @@ def purgeable(older_than: float, statuses: Sequence[Status] = FINISHED) -> Colum
 
 
 @cache
-def counts() -> Select[str, str, int]:
-    """Tasks per endpoint and status value, from ``task_counts`` (no row for none)."""
+def counts() -> Select[str, str, Any]:
+    """Tasks per endpoint and status value, from ``task_counts`` (no row for none).
+
+    The number is an ``int`` on SQLite and a ``Decimal`` on PostgreSQL (a sum of bigint).
+    """
     number = func.sum(TaskCountEntity.tasks)
     return (
         select(TaskCountEntity.endpoint, TaskCountEntity.status, number)
@@ -764,14 +768,22 @@ def counts() -> Select[str, str, int]:
 def compact_counts() -> Insert:
     """PostgreSQL: fold the rows of ``task_counts`` into one per endpoint and status.
 
-    One statement: it deletes the rows no other compaction holds (``SKIP LOCKED``: two
-    compactions never wait for each other) and inserts their sums. Rows the triggers
-    add meanwhile are not in its snapshot and stay as they are.
+    One statement: it deletes the rows of the endpoints and statuses that have more
+    than one, except rows another compaction holds (``SKIP LOCKED``: two compactions
+    never wait for each other), and inserts their sums. Rows the triggers add meanwhile
+    are not in its snapshot and stay as they are. With nothing to fold it writes nothing.
     """
     counted = TaskCountEntity
+    key = tuple_(counted.endpoint, counted.status)
+    split = (
+        select(counted.endpoint, counted.status)
+        .group_by(counted.endpoint, counted.status)
+        .having(func.count() > 1)
+    )
+    folded = select(counted.id).where(key.in_(split)).with_for_update(skip_locked=True)
     gone = (
         delete(counted)
-        .where(counted.id.in_(select(counted.id).with_for_update(skip_locked=True)))
+        .where(counted.id.in_(folded))
         .returning(counted.endpoint, counted.status, counted.tasks)
         .cte("gone")
     )

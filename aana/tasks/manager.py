@@ -341,7 +341,7 @@ class QueueManager:
 
     def compact_counts(self) -> None:
         """Fold the PostgreSQL rows of ``task_counts`` (see ``TaskRepository.compact_counts``)."""
-        if self.engine.dialect.name == "postgresql":
+        if dialects.counts_need_folding(self.engine.dialect):
             with self._alone("compacting task counts") as db:
                 db.execute(queue_sql.compact_counts())
 

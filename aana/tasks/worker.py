@@ -163,6 +163,7 @@ class Worker:
         self.worker_id = f"{self._hostname}:{self._pid}:{uuid.uuid4().hex[:8]}"
         self._reported_at = -math.inf
         self._compacted_at = -math.inf
+        self._compaction_failing = False
 
     @property
     def listener(self) -> Listener:
@@ -533,7 +534,6 @@ class Worker:
                     attempts = [job.attempt for job in self._running.values()]
                 self.manager.heartbeat(attempts)
                 self._report_presence(len(attempts))
-                self._compact_counts()
                 expired = self.manager.sweep(
                     options.execution_timeout,
                     options.heartbeat_timeout,
@@ -548,6 +548,7 @@ class Worker:
                 logger.error("heartbeat or expiry sweep failed: %s", _one_line(error))
             except Exception:
                 logger.exception("heartbeat or expiry sweep failed")
+            self._compact_counts()
             if self._stopped_maintenance.wait(interval):
                 return
 
@@ -571,11 +572,26 @@ class Worker:
         self._reported_at = now
 
     def _compact_counts(self) -> None:
-        """Keep counting tasks a read of a few rows (``TaskManager.compact_counts``)."""
+        """Fold the task counts (``QueueManager.compact_counts``), at most every few seconds.
+
+        Apart from the heartbeat and the sweep: a compaction that keeps failing (a role
+        without DELETE on ``task_counts``, say) never holds them up. Logged once per
+        outage; counting stays right without it, only slower.
+        """
         now = time.monotonic()
-        if now - self._compacted_at >= _COMPACT_INTERVAL:
+        if now - self._compacted_at < _COMPACT_INTERVAL:
+            return
+        self._compacted_at = now
+        try:
             self.manager.compact_counts()
-            self._compacted_at = now
+        except Exception as error:
+            if not self._compaction_failing:
+                logger.warning("compacting the task counts failed: %s", _one_line(error))
+            self._compaction_failing = True
+        else:
+            if self._compaction_failing:
+                logger.info("compacting the task counts works again")
+            self._compaction_failing = False
 
     def _forget_presence(self) -> None:
         try:

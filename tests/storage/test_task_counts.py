@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
 
+from aana.api import tasks_router
 from aana.configs.db import DbSettings
 from aana.configs.settings import Settings
 from aana.sdk import AanaSDK
@@ -161,6 +166,103 @@ def test_compact_counts__concurrent_with_writers_and_itself_loses_nothing(
     assert kept(db) == counted(db)
 
 
+def task_count_ids(db: DbSettings) -> list[int]:
+    with db.get_engine().connect() as connection:
+        return list(connection.scalars(text("SELECT id FROM task_counts ORDER BY id")))
+
+
+def test_compact_counts__with_nothing_to_fold_writes_nothing(db: DbSettings, app: AanaSDK) -> None:
+    app.defer_many("a", [{"n": n} for n in range(3)])
+    app.defer_many("b", [{"n": n} for n in range(3)])
+    with get_session() as session:
+        TaskRepository(session).compact_counts()
+        before = task_count_ids(db)
+        TaskRepository(session).compact_counts()
+    assert task_count_ids(db) == before  # not deleted and inserted again
+    assert kept(db) == {"a": {"created": 3}, "b": {"created": 3}}
+
+
+def refuse_compaction(db: DbSettings) -> None:
+    """Make every compaction fail (PostgreSQL): deleting from task_counts raises."""
+    execute(
+        db,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'no compaction here'; END $$",
+    )
+    execute(
+        db,
+        "CREATE TRIGGER refuse BEFORE DELETE ON task_counts "
+        "FOR EACH STATEMENT EXECUTE FUNCTION refuse()",
+    )
+
+
+@pytest.fixture
+def folding_db(db: DbSettings) -> DbSettings:
+    """``db`` where counts are folded (PostgreSQL); SQLite has nothing to compact."""
+    if db.datastore_type != "postgresql":
+        pytest.skip("SQLite has nothing to compact")
+    return db
+
+
+@pytest.mark.postgresql
+def test_worker__a_failing_compaction_holds_up_neither_heartbeats_nor_the_sweep(
+    folding_db: DbSettings, app: AanaSDK, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = folding_db
+
+    @app.task("noop")
+    def noop(data: Any) -> None:
+        return None
+
+    app.defer("noop", {"n": 0})
+    app.defer("noop", {"n": 1})
+    with get_session() as session:
+        [lost, _] = TaskRepository(session).fetch_unprocessed_tasks(limit=2)
+    backdate_sql = (
+        "UPDATE tasks SET assigned_at = assigned_at - interval '1 hour', "
+        "updated_at = updated_at - interval '1 hour' WHERE id = :id"
+    )
+    execute(db, backdate_sql, id=lost.id)  # its worker went silent an hour ago
+    refuse_compaction(db)
+    options = WorkerOptions(concurrency=2, poll_interval=0.05, heartbeat_timeout=1, max_retries=5)
+    worker = Worker(app, options)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    with caplog.at_level(logging.INFO, logger="aana.tasks.worker"):
+        thread.start()
+        try:
+            # The sweep hands the silent task back, and the worker runs it.
+            wait_until(lambda: app.get_task(lost.id).status == Status.COMPLETED, timeout=20)
+            time.sleep(2 * 2.5)  # two more compaction attempts
+        finally:
+            worker.stop()
+            thread.join(10)
+    failures = [r for r in caplog.records if "compacting the task counts failed" in r.message]
+    assert len(failures) == 1  # once per outage, not every round
+    assert kept(db) == counted(db)
+
+
+@pytest.mark.postgresql
+def test_dashboard_counts__compact_first_and_count_when_compaction_fails(
+    folding_db: DbSettings, app: AanaSDK, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = folding_db
+    api = FastAPI()
+    api.include_router(tasks_router(app), prefix="/tasks")
+    for n in range(5):
+        app.defer("a", {"n": n})
+    with TestClient(api) as client:
+        assert client.get("/tasks/counts").json()["total"] == 5
+        assert count_rows(db) == (1, 1)  # folded before counting
+        refuse_compaction(db)
+        for n in range(3):
+            app.defer("a", {"n": n})
+        with caplog.at_level(logging.WARNING, logger="aana.api"):
+            assert client.get("/tasks/counts").json()["total"] == 8
+            assert client.get("/tasks/").json()["total"] == 8
+    # Logged once by this router, not at every request.
+    assert len([r for r in caplog.records if "compacting" in r.message]) == 1
+
+
 def test_worker__compacts_the_counts_while_it_runs(db: DbSettings, app: AanaSDK) -> None:
     @app.task("noop")
     def noop(data: Any) -> None:
@@ -208,3 +310,18 @@ def test_migration__counts_the_tasks_already_stored_and_goes_back(empty_db: DbSe
     execute(empty_db, "UPDATE tasks SET status = 'running' WHERE status = 'created'")
     assert kept(empty_db) == counted(empty_db)
     assert op.compare_with_models(settings) == []
+    assert count_triggers(empty_db) == {"inserted", "updated", "deleted"} | (
+        {"truncated"} if empty_db.datastore_type == "postgresql" else set()
+    )
+
+
+def count_triggers(db: DbSettings) -> set[str]:
+    """The count triggers on tasks (a batch migration of tasks on SQLite would drop them)."""
+    sql = (
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'tasks'::regclass"
+        if db.datastore_type == "postgresql"
+        else "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'tasks'"
+    )
+    with db.get_engine().connect() as connection:
+        names = connection.scalars(text(sql))
+        return {name.removeprefix("tasks_count_") for name in names if "count" in name}

@@ -17,8 +17,9 @@ from aana.exceptions.db import (
     TaskAlreadyFinishedException,
 )
 from aana.storage import checks, queue_sql
-from aana.storage.dialects import minute_of, utcnow
+from aana.storage.dialects import counts_need_folding, minute_of, utcnow
 from aana.storage.models.task import Status, TaskEntity
+from aana.storage.models.task_count import TaskCountEntity
 from aana.storage.repository.base import BaseRepository
 
 
@@ -382,11 +383,13 @@ class TaskRepository(BaseRepository[TaskEntity]):
         """Fold the rows of ``task_counts`` into one per endpoint and status.
 
         On PostgreSQL every statement that changes tasks adds rows there (see
-        ``aana.storage.models.task_count``); workers run this with their heartbeats, so
-        counting stays a read of a few rows. One statement, which never waits for
-        another compaction; nothing to do on SQLite.
+        ``aana.storage.models.task_count``); workers run this with their heartbeats and
+        the dashboard before it counts, so counting stays a read of a few rows. Run it
+        now and then if neither runs. One statement, which never waits for another
+        compaction and writes nothing when there is nothing to fold; nothing to do on
+        SQLite. Like any write of the repository, it commits the session's transaction.
         """
-        if self.session.get_bind().dialect.name != "postgresql":
+        if not counts_need_folding(self.session.get_bind(TaskCountEntity).dialect):
             return
         with self.writing_one_statement("compacting task counts"):
             self.session.execute(queue_sql.compact_counts())

@@ -53,7 +53,13 @@ POSTGRESQL_TRIGGERS = {
         " UNION ALL SELECT endpoint, status, 1 FROM new_tasks"
         ") AS changes GROUP BY endpoint, status HAVING sum(change) <> 0;",
     ),
-    "truncated": ("TRUNCATE", "", "DELETE FROM task_counts;"),
+    # The lock first: a compaction committing meanwhile would otherwise leave its sums,
+    # inserted after this DELETE's snapshot.
+    "truncated": (
+        "TRUNCATE",
+        "",
+        "LOCK TABLE task_counts IN EXCLUSIVE MODE; DELETE FROM task_counts;",
+    ),
 }
 
 
