@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from aana.exceptions.core import BaseException as AanaException
-from aana.storage.models.task import Status
-from aana.storage.repository.task import TaskRepository
+from aana.storage.repository.task import TaskRepository, status_totals
 
 if TYPE_CHECKING:
     from aana.sdk import AanaSDK
@@ -69,9 +68,4 @@ class CachedCounts:
 
     def by_status(self) -> dict[str, int]:
         """Tasks per status value plus ``"total"``, as ``TaskRepository.count()``."""
-        counts = dict.fromkeys((status.value for status in Status), 0)
-        for numbers in self.by_endpoint().values():
-            for status, number in numbers.items():
-                counts[status] += number
-        counts["total"] = sum(counts.values())
-        return counts
+        return status_totals(self.by_endpoint())

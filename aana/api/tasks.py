@@ -12,7 +12,7 @@ from aana.api.calls import call_database
 from aana.api.counts import QuietCompaction
 from aana.api.models import Deferred, DeferRequest, Task, TaskCounts, TaskPage
 from aana.storage.models.task import Status
-from aana.storage.repository.task import TaskRepository
+from aana.storage.repository.task import TaskRepository, status_totals
 
 if TYPE_CHECKING:
     from aana.sdk import AanaSDK
@@ -78,8 +78,8 @@ def tasks_router(
         with session() as db:
             repository = TaskRepository(db)
             compact(repository)
-            by_status = repository.count()
-            by_endpoint = repository.count_by_endpoint()
+            by_endpoint = repository.count_by_endpoint()  # one read; per status derived
+        by_status = status_totals(by_endpoint)
         total = by_status.pop("total")
         return TaskCounts(
             by_status={Status(key): value for key, value in by_status.items()},

@@ -57,6 +57,21 @@ def check_json(value: Any, what: str) -> str:
         ) from None
 
 
+def status_totals(by_endpoint: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    """Tasks per status value (every status, 0 for none) plus ``"total"``.
+
+    Args:
+        by_endpoint: ``{endpoint: {status value: count}}``, as ``count_by_endpoint()``.
+
+    """
+    counts = dict.fromkeys((status.value for status in Status), 0)
+    for numbers in by_endpoint.values():
+        for status, number in numbers.items():
+            counts[status] += number
+    counts["total"] = sum(counts.values())
+    return counts
+
+
 _REFRESH = {"synchronize_session": False, "populate_existing": True}
 """Options for statements returning tasks: the rows returned refresh the loaded tasks."""
 
@@ -437,20 +452,17 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
     def count(self, user_id: str | None = None) -> dict[str, int]:
         """Tasks per status value, plus ``"total"``, optionally of one user."""
-        counts = {status.value: 0 for status in Status}
         if user_id is None:
-            for numbers in self.count_by_endpoint().values():
-                for status, number in numbers.items():
-                    counts[status] += number
-        else:
-            query = (
-                select(TaskEntity.status, func.count())
-                .where(TaskEntity.user_id == user_id)
-                .group_by(TaskEntity.status)
-            )
-            with self.reading("counting tasks"):
-                for status, number in self.session.execute(query):
-                    counts[Status(status).value] = number
+            return status_totals(self.count_by_endpoint())
+        query = (
+            select(TaskEntity.status, func.count())
+            .where(TaskEntity.user_id == user_id)
+            .group_by(TaskEntity.status)
+        )
+        counts = {status.value: 0 for status in Status}
+        with self.reading("counting tasks"):
+            for status, number in self.session.execute(query):
+                counts[Status(status).value] = number
         counts["total"] = sum(counts.values())
         return counts
 
