@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
-from itertools import repeat
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Column,
@@ -176,10 +175,14 @@ def _scalar_defaults_only(table: Table, given: Collection[str]) -> bool:
     return True
 
 
-def _bound(column: Column[Any], values: Sequence[Any], dialect: Dialect) -> Sequence[Any]:
-    """The column's values checked and converted for the driver."""
+def _bound(column: Column[Any], values: Iterable[Any], dialect: Dialect) -> Iterable[Any]:
+    """The column's values checked and converted for the driver.
+
+    Values of a type without a conversion are passed through as they are, unread: an
+    iterator stays one (see ``insert_rows``).
+    """
     if isinstance(column.type, CheckedType):
-        return column.type.bind_many(values, dialect)
+        return column.type.bind_many(values if isinstance(values, Sequence) else [*values], dialect)
     process = column.type.bind_processor(dialect)
     return values if process is None else [process(value) for value in values]
 
@@ -187,10 +190,11 @@ def _bound(column: Column[Any], values: Sequence[Any], dialect: Dialect) -> Sequ
 def insert_rows(
     connection: Connection,
     table: Table,
-    columns: Mapping[str, Sequence[Any]],
+    columns: Mapping[str, Iterable[Any]],
     same: Mapping[str, Any] | None = None,
     encoded: Collection[str] = (),
     stream: bool = False,
+    count: int | None = None,
 ) -> None:
     """Insert rows given column by column in one bulk operation, returning nothing.
 
@@ -203,15 +207,19 @@ def insert_rows(
     Args:
         connection: The connection, in the transaction to insert in.
         table: The table.
-        columns: Values by column key, one per row (all of the same length).
+        columns: Values by column key, one per row (all of the same length). They may
+            be iterators, read while the rows are sent (with ``stream``, the server
+            inserts the first rows meanwhile) unless their type converts them.
         same: Values by column key that every row takes.
         encoded: Keys of columns whose values are already converted for the driver.
         stream: Whether PostgreSQL may take the rows by ``COPY``, which engine events
             do not see.
+        count: The number of rows; by default the length of the first column.
 
     """
     same = dict(same or {})
-    count = len(next(iter(columns.values())))
+    if count is None:
+        count = len(cast(Sized, next(iter(columns.values()))))
     for column in table.c:
         default = column.default
         if column.key in columns or column.key in same or default is None:
@@ -220,15 +228,21 @@ def insert_rows(
             same[column.key] = default.arg
     dialect = connection.dialect
     names: list[str] = []
-    converted: list[Sequence[Any]] = []
-    for key, values in [*columns.items(), *((key, [value]) for key, value in same.items())]:
+    converted: list[Iterable[Any]] = []
+    for key, values in columns.items():
         column = table.c[key]
-        if key not in encoded:
-            values = _bound(column, values, dialect)
-        converted.append(values if key in columns else list(repeat(values[0], count)))
+        converted.append(values if key in encoded else _bound(column, values, dialect))
         names.append(column.name)
-    rows = list(zip(*converted, strict=True))
-    dialects.insert_many(connection, table, names, rows, stream=stream)
+    fixed: list[Any] = []
+    for key, value in same.items():
+        column = table.c[key]
+        fixed.extend([value] if key in encoded else _bound(column, [value], dialect))
+        names.append(column.name)
+    rows: Iterable[tuple[Any, ...]] = zip(*converted, strict=True)
+    if fixed:
+        tail = tuple(fixed)  # the values every row takes, after its own
+        rows = (row + tail for row in rows)
+    dialects.insert_many(connection, table, names, rows, count, stream=stream)
 
 
 def insert_entity(session: Session, entity: BaseEntity) -> None:

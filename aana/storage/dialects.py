@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -530,16 +530,18 @@ def insert_many(
     connection: Connection,
     table: Table,
     names: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
+    rows: Iterable[tuple[Any, ...]],
+    count: int,
     stream: bool = False,
 ) -> None:
-    """Insert rows of values, already converted for the driver, in one bulk operation.
+    """Insert ``count`` rows of values, already converted for the driver, in one bulk operation.
 
     With ``stream``, PostgreSQL takes many rows by COPY on the driver's connection (engine
-    events do not see it); otherwise one executemany of an INSERT runs. Values never
-    become SQL text: COPY carries data, the INSERT binds parameters.
+    events do not see it), reading ``rows`` as it sends them: the server inserts the
+    first while the next are made. Otherwise one executemany of an INSERT runs. Values
+    never become SQL text: COPY carries data, the INSERT binds parameters.
     """
-    if stream and connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM_ROWS:
+    if stream and connection.dialect.name == "postgresql" and count >= _COPY_FROM_ROWS:
         qualified = (table.schema, table.name) if table.schema else (table.name,)
         copy = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
             pg_sql.Identifier(*qualified), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
@@ -566,7 +568,7 @@ def insert_many(
     placeholders = ", ".join(marker for _ in names)
     connection.exec_driver_sql(
         f"INSERT INTO {table_name} ({columns}) VALUES ({placeholders})",  # noqa: S608 - names only
-        rows,
+        [*rows],
     )
 
 

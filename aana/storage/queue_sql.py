@@ -219,7 +219,7 @@ class ClaimRequest(NamedTuple):
         return bool(self.maximum_active_tasks_per_user)
 
 
-def claim(request: ClaimRequest, job: bool = False) -> Update:
+def claim(request: ClaimRequest, job: bool = False, relaxed: bool = False) -> Update:
     """Claim the tasks ``request`` asks for, re-checking that each is still claimable.
 
     By default they become ASSIGNED and the tasks are returned (as entities, run
@@ -227,13 +227,22 @@ def claim(request: ClaimRequest, job: bool = False) -> Update:
     worker that starts what it claims in the same transaction, makes them RUNNING
     straight away (ASSIGNED would never be seen; the claim's fence is the same) and
     returns ``JOB_COLUMNS``. Run it with ``request.parameters()``.
+
+    A ``relaxed`` claim (PostgreSQL, committed by itself) turns ``synchronous_commit``
+    off for its own transaction: its commit does not wait for the WAL to reach the disk,
+    the slowest part of a claim on an idle worker. A server crash may then forget a
+    claim made just before, which makes the task claimable again, as a worker's crash
+    would: the first worker's result is refused by the fence (``assigned_at``), and the
+    task runs again (at least once, as always). Results are committed durably.
     """
     retryable = tuple(request.retryable_exceptions or ())
-    return _claim(retryable, request.per_user, request.limit is not None, job)
+    return _claim(retryable, request.per_user, request.limit is not None, job, relaxed)
 
 
 @cache
-def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool) -> Update:
+def _claim(
+    retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool, relaxed: bool
+) -> Update:
     # Materialised: as a plain subquery PostgreSQL may run it again for every row it
     # updates (a nested-loop semi-join), each run locking rows past the first ones, so
     # more tasks than ``limit`` would be claimed.
@@ -252,6 +261,11 @@ def _claim(retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool)
             num_retries=Task.num_retries + 1,
         )
     )
+    if relaxed:
+        # Run once, before the first row is claimed (an InitPlan); local to the
+        # statement's transaction, so the pooled connection keeps its own setting.
+        setting = select(func.set_config("synchronous_commit", "off", True)).scalar_subquery()
+        statement = statement.where(setting.is_not(None))
     return statement.returning(*JOB_COLUMNS) if job else statement.returning(Task)
 
 

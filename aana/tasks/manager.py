@@ -10,7 +10,7 @@ autocommit: one round trip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +62,14 @@ class QueueManager:
         # Not on SQLite: a statement that reads before it writes, outside BEGIN IMMEDIATE,
         # may fail at once (SQLITE_BUSY) when another writer commits in between.
         self._claim_alone = dialect.name == "postgresql"
+        # The two hottest statements, on psycopg's own API (see aana.storage.queue_driver).
+        self._defer_one: Callable[[Mapping[str, Any]], None] | None = None
+        self._claim_one: Callable[[ClaimRequest], list[tuple[Any, ...]]] | None = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            from aana.storage.queue_driver import DriverClaim, DriverDefer  # postgresql extra
+
+            self._defer_one = DriverDefer(engine, cast(Table, TaskEntity.__table__))
+            self._claim_one = DriverClaim(engine)
 
     @contextmanager
     def _writing(self, action: str) -> Iterator[Connection]:
@@ -102,38 +110,42 @@ class QueueManager:
             TypeError: An item cannot be stored as JSON; nothing is written.
 
         """
-        encoded = [
-            check_json(data, "task data" if len(data_items) == 1 else f"task data [{index}]")
-            for index, data in enumerate(data_items)
-        ]
-        ids = [uuid.uuid4() for _ in data_items]
         timing = {"at": when.at, "delay": when.delay}
-        if dedupe_key is not None:
-            if len(ids) != 1:
-                raise ValueError("a dedupe_key applies to one task; defer the tasks one by one")
-            values = {"id": ids[0], "endpoint": endpoint, "data": encoded[0], **timing}
-            values.update(priority=priority, user=user_id, dedupe_key=dedupe_key)
-            return [self._defer_once(values)]
-        if len(ids) == 1:
-            values = {"id": ids[0], "endpoint": endpoint, "data": encoded[0], **timing}
+        if dedupe_key is not None and len(data_items) != 1:
+            raise ValueError("a dedupe_key applies to one task; defer the tasks one by one")
+        if len(data_items) == 1:
+            task_id = uuid.uuid4()
+            data = check_json(data_items[0], "task data")
+            values = {"id": task_id, "endpoint": endpoint, "data": data, **timing}
             values.update(priority=priority, user=user_id)
-            with self._alone("deferring a task") as connection:
-                connection.execute(queue_sql.new_task(), values)
-            return ids
-        if not ids:
+            if dedupe_key is not None:
+                return [self._defer_once({**values, "dedupe_key": dedupe_key})]
+            if self._defer_one is not None:
+                self._defer_one(values)
+            else:
+                with self._alone("deferring a task") as connection:
+                    connection.execute(queue_sql.new_task(), values)
+            return [task_id]
+        if not data_items:
             return []
+        # Made and checked as the rows are sent, while the server inserts the first ones:
+        # a bad item ends the insert, and nothing is stored.
+        ids: list[uuid.UUID] = []
+        encoded = (
+            check_json(data, f"task data [{index}]") for index, data in enumerate(data_items)
+        )
         table = cast(Table, TaskEntity.__table__)
         same: dict[str, Any] = {"endpoint": endpoint, "priority": priority, "user_id": user_id}
-        with self._writing(f"deferring {len(ids)} tasks") as connection:
+        with self._writing(f"deferring {len(data_items)} tasks") as connection:
             if when.at is not None:
                 same["scheduled_at"] = when.at
             elif when.delay:
                 # Rows of a bulk insert carry values, not SQL: read the due time from the
                 # database clock in the same transaction.
                 same["scheduled_at"] = connection.execute(select(utcnow(when.delay))).scalar_one()
-            insert_rows(
-                connection, table, {"id": ids, "data": encoded}, same, encoded={"data"}, stream=True
-            )
+            columns = {"id": _fresh_ids(len(data_items), ids), "data": encoded}
+            count = len(data_items)
+            insert_rows(connection, table, columns, same, {"data"}, stream=True, count=count)
         return ids
 
     def _defer_once(self, values: dict[str, Any]) -> uuid.UUID:
@@ -257,9 +269,12 @@ class QueueManager:
             return set(), []
         if claim is not None and not (results or unstarted) and self._claim_alone:
             # A claim alone is one statement, atomic by itself: committed on its own, it
-            # is one round trip instead of three (BEGIN, the claim, COMMIT).
+            # is one round trip instead of three (BEGIN, the claim, COMMIT). Its commit
+            # need not wait for the disk (see ``queue_sql.claim``): results' commits do.
+            if self._claim_one is not None:
+                return set(), _jobs(self._claim_one(claim))
             with self._alone("claiming tasks") as db:
-                return set(), self._claim(db, claim)
+                return set(), self._claim(db, claim, relaxed=True)
         jobs: list[Job] = []
         # One statement each, executed over all rows (see ``_changed``); only when the
         # fence dropped some rows do we ask which.
@@ -285,12 +300,9 @@ class QueueManager:
         return held
 
     @staticmethod
-    def _claim(db: Connection, request: ClaimRequest) -> list[Job]:
-        rows = db.execute(queue_sql.claim(request, job=True), request.parameters())
-        return [
-            Job(Attempt(task_id, number, assigned_at), endpoint, data, user_id)
-            for task_id, number, assigned_at, endpoint, data, user_id in rows
-        ]
+    def _claim(db: Connection, request: ClaimRequest, relaxed: bool = False) -> list[Job]:
+        rows = db.execute(queue_sql.claim(request, job=True, relaxed=relaxed), request.parameters())
+        return _jobs(rows)
 
     def start(self, jobs: Sequence[Job]) -> list[Job]:
         """Mark jobs claimed by ``claim`` RUNNING; returns those whose claim still held."""
@@ -386,3 +398,19 @@ def _changed(
     if connection.dialect.name == "postgresql":
         return int(connection.execute(many(True), queue_sql.json_params(rows)).rowcount)
     return int(connection.execute(many(False), rows).rowcount)
+
+
+def _fresh_ids(count: int, made: list[uuid.UUID]) -> Iterator[uuid.UUID]:
+    """``count`` new task ids, each also appended to ``made`` as it is made."""
+    for _ in range(count):
+        new = uuid.uuid4()
+        made.append(new)
+        yield new
+
+
+def _jobs(rows: Iterable[Sequence[Any]]) -> list[Job]:
+    """The jobs of rows of ``queue_sql.JOB_COLUMNS``."""
+    return [
+        Job(Attempt(task_id, number, assigned_at), endpoint, data, user_id)
+        for task_id, number, assigned_at, endpoint, data, user_id in rows
+    ]

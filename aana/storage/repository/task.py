@@ -34,6 +34,8 @@ def parse_task_id(task_id: str | uuid.UUID) -> uuid.UUID | None:
 
 
 _JSON = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps(...) builds one per call
+_SHALLOW_TEXT = 2 * checks.MAX_JSON_DEPTH
+"""JSON text this short cannot nest deeper than ``checks.MAX_JSON_DEPTH``."""
 
 
 def check_json(value: Any, what: str) -> str:
@@ -46,15 +48,28 @@ def check_json(value: Any, what: str) -> str:
             ``ValueError``); never a ``RecursionError``.
 
     """
-    checks.check_json(value, what)  # first: it walks without recursion
+    # The C encoder first, then the walk of ``checks.check_json`` (which names the
+    # problem) only if the text leaves a doubt: an escaped NUL or surrogate (a pair is
+    # a character beyond the BMP, alone it is unstorable), or enough characters for a
+    # nesting deeper than allowed (each level takes two brackets). Most task data is
+    # small and plain, and never walked.
     try:
-        return _JSON.encode(value)
-    except (TypeError, ValueError) as error:
-        raise InvalidJsonException(
-            f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, booleans, "
-            f"None; no NaN or infinity): {error}. Convert other values, e.g. str(path).",
-            what,
-        ) from None
+        text = _JSON.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is None or len(text) > _SHALLOW_TEXT or "\\u0000" in text or "\\ud" in text:
+        checks.check_json(value, what)  # walks without recursion: raises what is wrong
+    if text is None:
+        try:
+            return _JSON.encode(value)
+        except (TypeError, ValueError) as error:
+            raise InvalidJsonException(
+                f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, "
+                f"booleans, None; no NaN or infinity): {error}. Convert other values, "
+                "e.g. str(path).",
+                what,
+            ) from None
+    return text
 
 
 def status_totals(by_endpoint: Mapping[str, Mapping[str, int]]) -> dict[str, int]:

@@ -1,0 +1,144 @@
+"""The queue's two hottest statements on PostgreSQL, run on psycopg's own API.
+
+Deferring one task and a worker's claim, each one statement committed by itself. Run by
+SQLAlchemy (the autocommit connection's checkout and reset, the statement's parameters
+and rows), each cost about as much again as the statement (``benchmarks/bench_queue.py``:
+single defer, idle worker latency). Here each runs on the driver connection of a
+connection from the engine's pool, in autocommit:
+
+- the insert of a task is SQL written for PostgreSQL, its values converted by the
+  columns' own types (which check them);
+- the claim is ``queue_sql.claim``, compiled once per kind of request by SQLAlchemy for
+  the engine's dialect, its fixed parameters converted here (a ``Status`` becomes its
+  value); a test compares both paths' claims and rows.
+
+Errors are those of the SQLAlchemy path (``translate_errors``, ``DatabaseNotMigratedError``,
+``DatabaseConnectionException``), and a connection the server ended leaves the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, Table
+from sqlalchemy.exc import DBAPIError
+
+from aana.storage import dialects, queue_sql
+from aana.storage.engine import connection_error
+from aana.storage.errors import translate_errors
+from aana.storage.models.task import Status
+
+_CONVERTED = ("endpoint", "priority", "user_id")
+"""The parameters of a new task converted by their column's type (which checks them)."""
+
+
+@contextmanager
+def _autocommit(engine: Engine, action: str) -> Iterator[psycopg.Connection[Any]]:
+    """A driver connection from ``engine``'s pool, in autocommit while in use."""
+    with translate_errors(action):
+        try:
+            pooled = engine.raw_connection()
+        except psycopg.Error as error:
+            raise connection_error(engine.url, error) from error
+        connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            connection.autocommit = True
+            yield connection
+        except psycopg.Error as error:
+            lost = connection.broken or connection.closed
+            if lost:
+                pooled.invalidate(error)
+            missing = dialects.missing_schema(error, None, ())
+            if missing is not None:
+                raise missing from error
+            raise DBAPIError.instance(
+                None, None, error, psycopg.Error, connection_invalidated=lost
+            ) from error
+        finally:
+            if not (connection.broken or connection.closed):
+                connection.autocommit = False  # as the pool hands connections out
+            pooled.close()  # back to the pool
+
+
+class DriverDefer:
+    """``defer`` of one task on ``engine`` (PostgreSQL with psycopg).
+
+    Call it with the parameters of ``aana.storage.queue_sql.new_task``: ``id``,
+    ``endpoint``, ``data`` (JSON text), ``priority``, ``user``, ``at`` and ``delay``.
+    The row is the one that statement stores (a test compares them column by column).
+    """
+
+    def __init__(self, engine: Engine, table: Table) -> None:
+        self.engine = engine
+        self._convert: dict[str, Callable[[Any], Any]] = {}
+        for key in _CONVERTED:
+            process = table.c[key].type.bind_processor(engine.dialect)
+            if process is not None:
+                self._convert[key] = process
+        self._statement = sql.SQL(
+            "INSERT INTO {table} (id, endpoint, data, status, priority, progress, num_retries,"
+            " user_id, scheduled_at, cancel_requested) VALUES (%(id)s, %(endpoint)s,"
+            " %(data)s::jsonb, {created}, %(priority)s, 0, 0, %(user_id)s,"
+            " coalesce(%(at)s::timestamptz,"
+            " statement_timestamp() + %(delay)s::float8 * interval '1 second'), false)"
+        ).format(
+            table=sql.Identifier(*((table.schema,) if table.schema else ()), table.name),
+            created=sql.Literal(Status.CREATED.value),
+        )
+
+    def __call__(self, values: Mapping[str, Any]) -> None:
+        """Store the task, committed by itself (one round trip)."""
+        params = {
+            "id": values["id"],
+            "endpoint": values["endpoint"],
+            "data": values["data"],
+            "priority": values["priority"],
+            "user_id": values["user"],
+            "at": values["at"],
+            "delay": float(values["delay"] or 0),
+        }
+        with translate_errors("deferring a task"):
+            for key, process in self._convert.items():
+                params[key] = process(params[key])
+        with _autocommit(self.engine, "deferring a task") as connection:
+            connection.execute(self._statement, params)
+
+
+class DriverClaim:
+    """A worker's claim alone (``queue_sql.claim``, relaxed) on ``engine``'s driver.
+
+    Returns the rows of ``queue_sql.JOB_COLUMNS`` of the tasks claimed, now RUNNING.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._compiled: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+
+    def __call__(self, request: queue_sql.ClaimRequest) -> list[tuple[Any, ...]]:
+        """Claim what ``request`` asks for, committed by itself (one round trip)."""
+        given = request.parameters()
+        retryable = tuple(request.retryable_exceptions or ())
+        kind = (retryable, request.per_user, request.limit is not None)
+        compiled = self._compiled.get(kind)
+        if compiled is None:
+            statement = queue_sql.claim(request, job=True, relaxed=True)
+            text = statement.compile(dialect=self.engine.dialect)
+            fixed = {
+                name: _driver_value(value)
+                for name, value in text.params.items()
+                if name not in given
+            }
+            compiled = self._compiled[kind] = (text.string, fixed)
+        query, fixed = compiled
+        with _autocommit(self.engine, "claiming tasks") as connection:
+            return connection.execute(query, {**fixed, **given}).fetchall()
+
+
+def _driver_value(value: Any) -> Any:
+    """A fixed parameter of a compiled statement as psycopg takes it."""
+    return value.value if isinstance(value, Enum) else value
