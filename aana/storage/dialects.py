@@ -526,6 +526,28 @@ _COPY_FROM_ROWS = 100
 """From this many rows on, COPY beats an executemany on PostgreSQL."""
 
 
+class _RowRefused(Exception):
+    """Making a row for COPY failed; the error itself is kept apart (``_kept_apart``)."""
+
+    def __str__(self) -> str:
+        return "a row was refused before it was sent"
+
+
+def _kept_apart(
+    rows: Iterable[tuple[Any, ...]], refused: list[Exception]
+) -> Iterator[tuple[Any, ...]]:
+    """``rows``; if making one fails, its error goes to ``refused`` and ``_RowRefused`` ends COPY.
+
+    psycopg ends a COPY that an exception interrupts with the exception's text, which
+    the server logs: a refused value's text must not go there.
+    """
+    try:
+        yield from rows
+    except Exception as error:
+        refused.append(error)
+        raise _RowRefused from None
+
+
 def insert_many(
     connection: Connection,
     table: Table,
@@ -548,10 +570,13 @@ def insert_many(
         )
         driver_connection: Any = connection.connection.driver_connection
         cursor = driver_connection.cursor()
+        refused: list[Exception] = []
         try:
             with cursor, cursor.copy(copy) as copying:
-                for row in rows:
+                for row in _kept_apart(rows, refused):
                     copying.write_row(row)
+        except _RowRefused:
+            raise refused[0] from None
         except psycopg.Error as error:
             # Raw driver errors, as SQLAlchemy would have wrapped them had it run the COPY.
             raise DBAPIError.instance(

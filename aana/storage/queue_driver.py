@@ -33,19 +33,30 @@ from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status
 
-_CONVERTED = ("endpoint", "priority", "user_id")
-"""The parameters of a new task converted by their column's type (which checks them)."""
+_CONVERTED = {
+    "endpoint": "endpoint",
+    "priority": "priority",
+    "user_id": "user_id",
+    "at": "scheduled_at",
+}
+"""Parameters of a new task converted by the type of a column (which checks them)."""
 
 
 @contextmanager
 def _autocommit(engine: Engine, action: str) -> Iterator[psycopg.Connection[Any]]:
-    """A driver connection from ``engine``'s pool, in autocommit while in use."""
+    """A driver connection from ``engine``'s pool, in autocommit while in use.
+
+    As SQLAlchemy does: a connection found lost is invalidated and the pool's others
+    are replaced (the server may have restarted), and a connection left by an
+    interruption (``KeyboardInterrupt``, a timeout) is not reused.
+    """
     with translate_errors(action):
         try:
             pooled = engine.raw_connection()
         except psycopg.Error as error:
             raise connection_error(engine.url, error) from error
         connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+        previous = connection.autocommit
         try:
             connection.autocommit = True
             yield connection
@@ -53,16 +64,29 @@ def _autocommit(engine: Engine, action: str) -> Iterator[psycopg.Connection[Any]
             lost = connection.broken or connection.closed
             if lost:
                 pooled.invalidate(error)
+                engine.dispose()  # its other connections may be as dead
             missing = dialects.missing_schema(error, None, ())
             if missing is not None:
                 raise missing from error
             raise DBAPIError.instance(
                 None, None, error, psycopg.Error, connection_invalidated=lost
             ) from error
+        except BaseException:
+            pooled.invalidate()  # interrupted mid-statement: its state is unknown
+            raise
         finally:
-            if not (connection.broken or connection.closed):
-                connection.autocommit = False  # as the pool hands connections out
-            pooled.close()  # back to the pool
+            try:
+                if pooled.is_valid and _idle(connection):
+                    connection.autocommit = previous  # as the pool handed it out
+                elif pooled.is_valid:
+                    pooled.invalidate()
+            finally:
+                pooled.close()  # back to the pool (an invalidated one is closed)
+
+
+def _idle(connection: psycopg.Connection[Any]) -> bool:
+    status = connection.info.transaction_status
+    return not connection.closed and status == psycopg.pq.TransactionStatus.IDLE
 
 
 class DriverDefer:
@@ -76,8 +100,8 @@ class DriverDefer:
     def __init__(self, engine: Engine, table: Table) -> None:
         self.engine = engine
         self._convert: dict[str, Callable[[Any], Any]] = {}
-        for key in _CONVERTED:
-            process = table.c[key].type.bind_processor(engine.dialect)
+        for key, column in _CONVERTED.items():
+            process = table.c[column].type.bind_processor(engine.dialect)
             if process is not None:
                 self._convert[key] = process
         self._statement = sql.SQL(
@@ -100,7 +124,7 @@ class DriverDefer:
             "priority": values["priority"],
             "user_id": values["user"],
             "at": values["at"],
-            "delay": float(values["delay"] or 0),
+            "delay": values["delay"],
         }
         with translate_errors("deferring a task"):
             for key, process in self._convert.items():
@@ -112,33 +136,43 @@ class DriverDefer:
 class DriverClaim:
     """A worker's claim alone (``queue_sql.claim``, relaxed) on ``engine``'s driver.
 
-    Returns the rows of ``queue_sql.JOB_COLUMNS`` of the tasks claimed, now RUNNING.
+    Returns the rows of ``queue_sql.JOB_COLUMNS`` of the tasks claimed, now RUNNING,
+    with ``assigned_at`` in UTC as its column type gives it.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._compiled: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+        assigned_at = queue_sql.JOB_COLUMNS[2]
+        self._as_utc = assigned_at.type.result_processor(engine.dialect, None)
 
     def __call__(self, request: queue_sql.ClaimRequest) -> list[tuple[Any, ...]]:
         """Claim what ``request`` asks for, committed by itself (one round trip)."""
         given = request.parameters()
         retryable = tuple(request.retryable_exceptions or ())
         kind = (retryable, request.per_user, request.limit is not None)
-        compiled = self._compiled.get(kind)
-        if compiled is None:
-            statement = queue_sql.claim(request, job=True, relaxed=True)
-            text = statement.compile(dialect=self.engine.dialect)
-            fixed = {
-                name: _driver_value(value)
-                for name, value in text.params.items()
-                if name not in given
-            }
-            compiled = self._compiled[kind] = (text.string, fixed)
+        compiled = self._compiled.get(kind) or self._compile(request, kind, given)
         query, fixed = compiled
         with _autocommit(self.engine, "claiming tasks") as connection:
-            return connection.execute(query, {**fixed, **given}).fetchall()
+            rows = connection.execute(query, {**fixed, **given}).fetchall()
+        as_utc = self._as_utc
+        if as_utc is None:
+            return rows
+        return [(row[0], row[1], as_utc(row[2]), *row[3:]) for row in rows]
 
-
-def _driver_value(value: Any) -> Any:
-    """A fixed parameter of a compiled statement as psycopg takes it."""
-    return value.value if isinstance(value, Enum) else value
+    def _compile(
+        self, request: queue_sql.ClaimRequest, kind: tuple[Any, ...], given: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The claim's SQL for this kind of request, and its fixed parameters' values."""
+        dialect = self.engine.dialect
+        compiled = queue_sql.claim(request, job=True, relaxed=True).compile(dialect=dialect)
+        if "POSTCOMPILE" in compiled.string:  # an expanding IN: its SQL depends on values
+            raise RuntimeError("the claim has a parameter rendered at execution time")
+        fixed: dict[str, Any] = {}
+        for name, value in compiled.params.items():
+            if name in given:
+                continue
+            process = compiled.binds[name].type.bind_processor(dialect)
+            fixed[name] = value if process is None else process(value)
+        self._compiled[kind] = (compiled.string, fixed)
+        return compiled.string, fixed

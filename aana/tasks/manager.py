@@ -65,7 +65,7 @@ class QueueManager:
         # The two hottest statements, on psycopg's own API (see aana.storage.queue_driver).
         self._defer_one: Callable[[Mapping[str, Any]], None] | None = None
         self._claim_one: Callable[[ClaimRequest], list[tuple[Any, ...]]] | None = None
-        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        if dialect.name == "postgresql" and dialect.driver == "psycopg" and not dialect.is_async:
             from aana.storage.queue_driver import DriverClaim, DriverDefer  # postgresql extra
 
             self._defer_one = DriverDefer(engine, cast(Table, TaskEntity.__table__))
@@ -128,12 +128,16 @@ class QueueManager:
             return [task_id]
         if not data_items:
             return []
-        # Made and checked as the rows are sent, while the server inserts the first ones:
-        # a bad item ends the insert, and nothing is stored.
         ids: list[uuid.UUID] = []
-        encoded = (
+        encoded: Iterable[str] = (
             check_json(data, f"task data [{index}]") for index, data in enumerate(data_items)
         )
+        id_column: Iterable[uuid.UUID] = _fresh_ids(len(data_items), ids)
+        if self.engine.dialect.name != "postgresql":
+            # Before the transaction: SQLite's write lock is not held while items are checked.
+            encoded, id_column = list(encoded), list(id_column)
+        # On PostgreSQL, made and checked as COPY sends the rows, while the server inserts
+        # the first ones: a bad item ends the insert, and nothing is stored.
         table = cast(Table, TaskEntity.__table__)
         same: dict[str, Any] = {"endpoint": endpoint, "priority": priority, "user_id": user_id}
         with self._writing(f"deferring {len(data_items)} tasks") as connection:
@@ -143,7 +147,7 @@ class QueueManager:
                 # Rows of a bulk insert carry values, not SQL: read the due time from the
                 # database clock in the same transaction.
                 same["scheduled_at"] = connection.execute(select(utcnow(when.delay))).scalar_one()
-            columns = {"id": _fresh_ids(len(data_items), ids), "data": encoded}
+            columns = {"id": id_column, "data": encoded}
             count = len(data_items)
             insert_rows(connection, table, columns, same, {"data"}, stream=True, count=count)
         return ids

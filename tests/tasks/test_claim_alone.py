@@ -51,6 +51,7 @@ def test_queue_claim_alone__relaxed_and_leaves_the_pooled_connection_as_it_was(
     assert [str(job.id) for job in jobs] == [first]
     with pg.get_engine().connect() as connection:  # the connection the claim used
         assert connection.execute(SETTING).scalar_one() == "on"
+        assert connection.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
     # A result and a claim together: one transaction, committed durably.
     written, jobs = manager.settle(
         [(jobs[0].attempt, Status.COMPLETED, "done")], ClaimRequest(1, 3, (), 0)

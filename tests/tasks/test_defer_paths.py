@@ -90,20 +90,23 @@ def test_defer__schedule_in_is_counted_from_the_database_clock(
     assert (due - created).total_seconds() == pytest.approx(3600, abs=1)
 
 
-def test_defer__a_connection_the_server_ended_fails_once_then_defer_works_again(
+def test_defer__connections_the_server_ended_fail_once_then_defer_works_again(
     app: AanaSDK, db: DbSettings
 ) -> None:
+    """As after a server restart: every idle connection of the pool is dead."""
     if db.datastore_type != "postgresql":
         pytest.skip("SQLite has no server to end a connection")
-    app.defer("ep", {"n": 0})  # the pool now holds the idle connection it used
-    with db.get_engine().connect() as connection:
-        pid = connection.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+    engine = db.get_engine()
+    with engine.connect() as first, engine.connect() as second:  # two idle in the pool
+        pids = [c.connection.driver_connection.info.backend_pid for c in (first, second)]  # type: ignore[union-attr]
     with pg_admin() as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(DatabaseException, match="deferring a task failed"):
         app.defer("ep", {"n": 1})
-    second = app.defer("ep", {"n": 2})  # the ended connection left the pool
-    assert app.get_task(second).data == {"n": 2}
+    second_id = app.defer("ep", {"n": 2})  # no dead connection is left in the pool
+    third_id = app.defer("ep", {"n": 3})
+    assert [app.get_task(i).data for i in (second_id, third_id)] == [{"n": 2}, {"n": 3}]
 
 
 def test_defer__unreachable_server__connection_error_without_the_password() -> None:

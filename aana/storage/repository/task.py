@@ -62,7 +62,7 @@ def check_json(value: Any, what: str) -> str:
     if text is None:
         try:
             return _JSON.encode(value)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, RecursionError) as error:
             raise InvalidJsonException(
                 f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, "
                 f"booleans, None; no NaN or infinity): {error}. Convert other values, "
