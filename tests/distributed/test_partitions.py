@@ -52,6 +52,14 @@ def probe(fleet: Fleet, host: str, since: float, first: int) -> int:
     return deferred
 
 
+def ran_elsewhere(executions: list[tuple[int, str, int, float]], host: str) -> list[int]:
+    """The tasks ``host`` ran that another host ran too."""
+    hosts_of: dict[int, set[str]] = {}
+    for n, ran_on, _, _ in executions:
+        hosts_of.setdefault(n, set()).add(ran_on)
+    return [n for n, hosts in hosts_of.items() if host in hosts and len(hosts) > 1]
+
+
 def check_exactly_once(fleet: Fleet, total: int) -> None:
     wait_for(lambda: completed(fleet) == total, 180, f"{total} tasks COMPLETED")
     rows = fleet.completed_results()
@@ -80,6 +88,15 @@ def run_fault(
     cut()
     try:
         time.sleep(FAULT)
+        # A task the cut host held is handed back after the heartbeat timeout and due
+        # again behind the tasks deferred before it, so it runs when the others reach
+        # it: the fault lasts until then, or the cut host, back already, might run it
+        # itself at the end of the queue (it did once in CI).
+        wait_for(
+            lambda: ran_elsewhere(fleet.executions(), faulted),
+            60,
+            f"a task of {faulted} run again elsewhere",
+        )
     finally:
         restore()
     restored_at = time.time()
@@ -90,10 +107,7 @@ def run_fault(
 
     executions = fleet.executions()
     runs = Counter(n for n, _, _, _ in executions)
-    hosts_of: dict[int, set[str]] = {}
-    for n, host, _, _ in executions:
-        hosts_of.setdefault(n, set()).add(host)
-    rerun_elsewhere = [n for n, hosts in hosts_of.items() if faulted in hosts and len(hosts) > 1]
+    rerun_elsewhere = ran_elsewhere(executions, faulted)
     resumed = min(at for _, host, _, at in executions if host == faulted and at > restored_at)
     pids = {pid for _, host, pid, _ in executions if host == faulted}
     report.update(
