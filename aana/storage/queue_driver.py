@@ -9,11 +9,12 @@ connection from the engine's pool, in autocommit:
 - the insert of a task is SQL written for PostgreSQL, its values converted by the
   columns' own types (which check them);
 - the claim is ``queue_sql.claim``, compiled once per kind of request by SQLAlchemy for
-  the engine's dialect, its fixed parameters converted here (a ``Status`` becomes its
-  value); a test compares both paths' claims and rows.
+  the engine's dialect, its fixed parameters converted by their own types; a test
+  compares both paths' claims and rows.
 
 Errors are those of the SQLAlchemy path (``translate_errors``, ``DatabaseNotMigratedError``,
-``DatabaseConnectionException``), and a connection the server ended leaves the pool.
+``DatabaseConnectionException``); a connection the server ended leaves the pool, and the
+pool's other connections are replaced, as SQLAlchemy does on a disconnect.
 """
 
 from __future__ import annotations
