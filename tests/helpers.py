@@ -183,3 +183,11 @@ def race(db: DbSettings, folder: Path, script: str, *arguments: str, racers: int
         assert process.returncode == 0, errors
         outputs.append(json.loads(output))
     return outputs
+
+
+def nested(levels: int) -> list[Any]:
+    """An empty list inside ``levels`` more lists: ``levels + 1`` levels of nesting."""
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value

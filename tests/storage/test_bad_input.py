@@ -21,16 +21,10 @@ from aana.exceptions.db import (
 )
 from aana.storage.checks import MAX_JSON_DEPTH
 from aana.storage.models import CaptionEntity, MediaEntity, Status, TaskEntity
+from tests.helpers import nested
 
 SURROGATE = "\ud800"
 NESTED_TOO_DEEP = 100_000
-
-
-def nested(levels):
-    value: list = []
-    for _ in range(levels):
-        value = [value]
-    return value
 
 
 def count(api, session, entity_class):

@@ -23,6 +23,7 @@ from aana.storage import checks, queue_sql
 from aana.storage.models import TaskEntity
 from aana.storage.repository.task import check_json
 from tests.conftest import PG_SERVER, pg_admin
+from tests.helpers import nested
 
 # Every column but the id and the times a statement stamps ("now" differs between two).
 COMPARED = [
@@ -145,13 +146,6 @@ def test_defer__a_refused_insert_is_a_database_exception_naming_the_action(
         app.defer("ep", {})
 
 
-def nested(depth: int) -> object:
-    value: object = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
-
-
 @pytest.mark.parametrize(
     "value",
     [
@@ -165,8 +159,8 @@ def nested(depth: int) -> object:
         pytest.param({1.5: "float key", None: "null key", True: "bool key"}, id="scalar-keys"),
         pytest.param({(1, 2): "tuple key"}, id="tuple-key"),
         pytest.param({"set": {1, 2}}, id="set"),
-        pytest.param(nested(500), id="nested-500"),  # the deepest allowed
-        pytest.param(nested(501), id="nested-501"),
+        pytest.param(nested(499), id="nested-500"),  # 500 levels: the deepest allowed
+        pytest.param(nested(500), id="nested-501"),
         pytest.param(nested(100_000), id="nested-100000"),
         pytest.param("x" * 5000, id="long-text"),
     ],

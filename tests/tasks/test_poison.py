@@ -11,6 +11,7 @@ from aana.storage.models import Status
 from aana.storage.session import get_session
 from aana.tasks import Worker, WorkerOptions
 from aana.tasks.results import MAX_RESULT_BYTES, check_result, failure
+from tests.helpers import nested
 
 
 def wait_for(condition, timeout=30.0):
@@ -18,13 +19,6 @@ def wait_for(condition, timeout=30.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
-
-
-def deep(depth):
-    value = []
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 class NulError(Exception):
@@ -40,7 +34,7 @@ POISONS = {
     "nul_in_key": (lambda data: {"a\x00": 1}, "ResultNotStorableError", "NUL"),
     "lone_surrogate": (lambda data: ["\udc80"], "ResultNotStorableError", "lone surrogate"),
     "nul_in_exception": (raise_nul, "NulError", "bad\ufffdbyte and a lone \ufffd surrogate"),
-    "deep_nesting": (lambda data: deep(100_000), "ResultNotStorableError", "too deeply"),
+    "deep_nesting": (lambda data: nested(100_000), "ResultNotStorableError", "too deeply"),
     "fifty_megabytes": (lambda data: "x" * 50_000_000, "ResultNotStorableError", "bytes of JSON"),
     "recursion_error": (lambda data: raise_recursion(), "RecursionError", "recursion"),
     "system_exit": (lambda data: exit_now(), "SystemExit", "3"),
@@ -82,7 +76,7 @@ def test_poison__ends_failed_while_thirty_normal_tasks_complete(app, poison):
 
 
 def test_poison__handler_threads_survive_many_poisons(app):
-    app.register_task("poison", lambda data: deep(100_000) if data["n"] % 2 else raise_nul(data))
+    app.register_task("poison", lambda data: nested(100_000) if data["n"] % 2 else raise_nul(data))
     app.register_task("normal", lambda data: data["n"])
     poisoned = app.defer_many("poison", [{"n": n} for n in range(10)])
     normal = app.defer_many("normal", [{"n": n} for n in range(10)])
