@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, Table, Update
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
@@ -126,9 +126,8 @@ class DriverDefer:
             "at": values["at"],
             "delay": values["delay"],
         }
-        with translate_errors("deferring a task"):
-            for key, process in self._convert.items():
-                params[key] = process(params[key])
+        for key, process in self._convert.items():  # raises what the column types refuse
+            params[key] = process(params[key])
         with _autocommit(self.engine, "deferring a task") as connection:
             connection.execute(self._statement, params)
 
@@ -142,16 +141,16 @@ class DriverClaim:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._compiled: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+        # By statement: ``queue_sql.claim`` builds one per kind of request, and keeps it.
+        self._compiled: dict[Update, tuple[str, dict[str, Any]]] = {}
         assigned_at = queue_sql.JOB_COLUMNS[2]
         self._as_utc = assigned_at.type.result_processor(engine.dialect, None)
 
     def __call__(self, request: queue_sql.ClaimRequest) -> list[tuple[Any, ...]]:
         """Claim what ``request`` asks for, committed by itself (one round trip)."""
         given = request.parameters()
-        retryable = tuple(request.retryable_exceptions or ())
-        kind = (retryable, request.per_user, request.limit is not None)
-        compiled = self._compiled.get(kind) or self._compile(request, kind, given)
+        statement = queue_sql.claim(request, job=True, relaxed=True)
+        compiled = self._compiled.get(statement) or self._compile(statement, given)
         query, fixed = compiled
         with _autocommit(self.engine, "claiming tasks") as connection:
             rows = connection.execute(query, {**fixed, **given}).fetchall()
@@ -160,12 +159,10 @@ class DriverClaim:
             return rows
         return [(row[0], row[1], as_utc(row[2]), *row[3:]) for row in rows]
 
-    def _compile(
-        self, request: queue_sql.ClaimRequest, kind: tuple[Any, ...], given: Mapping[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
-        """The claim's SQL for this kind of request, and its fixed parameters' values."""
+    def _compile(self, statement: Update, given: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The claim's SQL, and its fixed parameters' values."""
         dialect = self.engine.dialect
-        compiled = queue_sql.claim(request, job=True, relaxed=True).compile(dialect=dialect)
+        compiled = statement.compile(dialect=dialect)
         if "POSTCOMPILE" in compiled.string:  # an expanding IN: its SQL depends on values
             raise RuntimeError("the claim has a parameter rendered at execution time")
         fixed: dict[str, Any] = {}
@@ -174,5 +171,5 @@ class DriverClaim:
                 continue
             process = compiled.binds[name].type.bind_processor(dialect)
             fixed[name] = value if process is None else process(value)
-        self._compiled[kind] = (compiled.string, fixed)
+        self._compiled[statement] = (compiled.string, fixed)
         return compiled.string, fixed

@@ -53,22 +53,20 @@ def check_json(value: Any, what: str) -> str:
     # a character beyond the BMP, alone it is unstorable), or enough characters for a
     # nesting deeper than allowed (each level takes two brackets). Most task data is
     # small and plain, and never walked.
+    refused: Exception | None = None
     try:
         text = _JSON.encode(value)
-    except (TypeError, ValueError, RecursionError):
-        text = None
-    if text is None or len(text) > _SHALLOW_TEXT or "\\u0000" in text or "\\ud" in text:
+    except (TypeError, ValueError, RecursionError) as error:
+        text, refused = "", error
+    if refused is not None or len(text) > _SHALLOW_TEXT or "\\u0000" in text or "\\ud" in text:
         checks.check_json(value, what)  # walks without recursion: raises what is wrong
-    if text is None:
-        try:
-            return _JSON.encode(value)
-        except (TypeError, ValueError, RecursionError) as error:
-            raise InvalidJsonException(
-                f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, "
-                f"booleans, None; no NaN or infinity): {error}. Convert other values, "
-                "e.g. str(path).",
-                what,
-            ) from None
+    if refused is not None:  # what the walk accepts but the encoder refused
+        raise InvalidJsonException(
+            f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, "
+            f"booleans, None; no NaN or infinity): {refused}. Convert other values, "
+            "e.g. str(path).",
+            what,
+        )
     return text
 
 
@@ -474,12 +472,9 @@ class TaskRepository(BaseRepository[TaskEntity]):
             .where(TaskEntity.user_id == user_id)
             .group_by(TaskEntity.status)
         )
-        counts = {status.value: 0 for status in Status}
         with self.reading("counting tasks"):
-            for status, number in self.session.execute(query):
-                counts[Status(status).value] = number
-        counts["total"] = sum(counts.values())
-        return counts
+            mine = {Status(status).value: number for status, number in self.session.execute(query)}
+        return status_totals({user_id: mine})
 
     def purge(self, older_than: float) -> int:
         """Delete COMPLETED, FAILED and CANCELLED tasks that ended ``older_than`` seconds ago.
