@@ -30,6 +30,7 @@ from sqlalchemy import (
     Update,
     Uuid,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -46,7 +47,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import TableValuedAlias
 from sqlalchemy.types import TypeEngine
@@ -584,20 +585,25 @@ class Attempt(NamedTuple):
 def held(*statuses: Status, rows: TableValuedAlias | None = None) -> ColumnElement[bool]:
     """Rows still in one of ``statuses`` for the attempt given by ``attempt_params``.
 
-    With ``rows`` (see ``json_rows``) the attempts are its columns instead of parameters.
+    With ``rows`` (see ``json_rows``) the attempts are its columns instead of parameters,
+    and the statement finds them by primary key only (see ``json_rows``).
     """
+    # Not IN: an "expanding" IN parameter cannot be executed over many rows.
+    in_status = or_(*(Task.status == status for status in statuses))
     if rows is None:
-        fence_id: ColumnElement[Any] = bindparam("fence_id", type_=Task.__table__.c.id.type)
-        number: ColumnElement[Any] = bindparam("fence_number")
-        assigned_at: ColumnElement[Any] = bindparam("fence_assigned_at", type_=UtcDateTime())
-    else:
-        fence_id, number, assigned_at = (rows.c[name] for name in ATTEMPT_COLUMNS)
+        return and_(
+            Task.id == bindparam("fence_id", type_=Task.__table__.c.id.type),
+            Task.num_retries == bindparam("fence_number"),
+            Task.assigned_at == bindparam("fence_assigned_at", type_=UtcDateTime()),
+            in_status,
+        )
+    fence_id, number, assigned_at = (rows.c[name] for name in ATTEMPT_COLUMNS)
     return and_(
+        Task.id == any_(bindparam("ids", type_=ARRAY(Uuid()))),
         Task.id == fence_id,
         Task.num_retries == number,
         Task.assigned_at == assigned_at,
-        # Not IN: an "expanding" IN parameter cannot be executed over many rows.
-        or_(*(Task.status == status for status in statuses)),
+        in_status.is_(true()),
     )
 
 
@@ -639,7 +645,9 @@ def json_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     (read back with ``-> 0``): ``jsonb_to_recordset`` reads a JSON null as SQL NULL.
     """
     encoded = []
+    ids = []
     for row in rows:
+        ids.append(row["fence_id"])
         item = {
             **row,
             "fence_id": str(row["fence_id"]),
@@ -648,7 +656,7 @@ def json_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if "new_result" in row:
             item["new_result"] = [check_json(row["new_result"], "tasks.result")]
         encoded.append(item)
-    return {"rows": encoded}
+    return {"rows": encoded, "ids": ids}
 
 
 @cache
