@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
@@ -25,6 +25,7 @@ from aana.core.models import Video
 from aana.exceptions.db import MediaIdAlreadyExistsException
 from aana.storage.dialects import utcnow
 from aana.storage.models import TaskEntity
+from aana.storage.queue_sql import ClaimRequest
 from aana.storage.repository import VideoRepository
 from aana.storage.session import get_session
 
@@ -191,3 +192,36 @@ def nested(levels: int) -> list[Any]:
     for _ in range(levels):
         value = [value]
     return value
+
+
+CLAIM_REQUESTS = {
+    "plain": ClaimRequest(3, 3, (), 0),
+    "all": ClaimRequest(None, 3, [], None),
+    "per-user": ClaimRequest(4, 3, (), 1),
+    "retryable": ClaimRequest(6, 3, ["TimeoutError"], 0),
+    "retryable-per-user": ClaimRequest(6, 2, ("TimeoutError", "OSError"), 2),
+}
+"""Kinds of claim, to run on ``mixed_queue``: each claims something there."""
+
+
+def mixed_queue(app: Any, engine: Any) -> None:
+    """Waiting tasks of several users and priorities, and failed ones (PostgreSQL).
+
+    User "cy" has four FAILED tasks, each tried once but the last (three times): with
+    TimeoutError, OSError, ValueError and TimeoutError; retry rules tell them apart.
+    """
+    for n, (user, priority) in enumerate(
+        [("ann", 0), ("ann", 5), ("ann", 0), ("bob", 1), (None, 0), (None, 9), ("bob", 0)]
+    ):
+        app.defer("ep", {"n": n}, user_id=user, priority=priority)
+    failed = app.defer_many("ep", [{"failed": n} for n in range(4)], user_id="cy")
+    errors = ["TimeoutError", "OSError", "ValueError", "TimeoutError"]
+    with engine.begin() as connection:
+        for task_id, error, retries in zip(failed, errors, [1, 1, 1, 3], strict=True):
+            connection.execute(
+                text(
+                    "UPDATE tasks SET status = 'failed', num_retries = :retries,"
+                    " result = jsonb_build_object('error', CAST(:error AS text)) WHERE id = :id"
+                ),
+                {"retries": retries, "error": error, "id": task_id},
+            )

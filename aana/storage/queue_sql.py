@@ -134,11 +134,16 @@ def claimable(retryable_exceptions: tuple[str, ...], recheck: bool = False) -> C
 
 
 def claim_candidates(
-    retryable_exceptions: tuple[str, ...], per_user: bool, limited: bool
+    retryable_exceptions: tuple[str, ...],
+    per_user: bool,
+    limited: bool,
+    leaving: Select[Any] | None = None,
 ) -> Select[Any]:
     """Ids of the tasks to claim next: high priority first, then oldest first.
 
     Parameters: ``limit`` (when ``limited``), ``max_active`` (when ``per_user``).
+    ``leaving``: ids of tasks that no longer count as a user's active tasks (those whose
+    results the same statement stores, see ``finish_and_claim``).
 
     With ``per_user``, a user's tasks are ranked and only as many are taken as the user
     has room for beside the tasks already assigned or running, all in this one
@@ -157,9 +162,10 @@ def claim_candidates(
         return query.with_for_update(skip_locked=True)
 
     max_active = bindparam("max_active", type_=Integer())
+    still_active = [] if leaving is None else [Task.id.not_in(leaving)]
     active = (
         select(Task.user_id, func.count().label("active"))
-        .where(one_of(Task.status, ACTIVE), Task.user_id.is_not(None))
+        .where(one_of(Task.status, ACTIVE), Task.user_id.is_not(None), *still_active)
         .group_by(Task.user_id)
         .subquery("active")
     )
@@ -244,14 +250,15 @@ def claim(request: ClaimRequest, job: bool = False, relaxed: bool = False) -> Up
 def _claim(
     retryable: tuple[str, ...], per_user: bool, limited: bool, job: bool, relaxed: bool
 ) -> Update:
+    return _claiming(claim_candidates(retryable, per_user, limited), retryable, job, relaxed)
+
+
+def _claiming(chosen: Select[Any], retryable: tuple[str, ...], job: bool, relaxed: bool) -> Update:
+    """The claim of the ``chosen`` tasks (``claim_candidates``) still claimable."""
     # Materialised: as a plain subquery PostgreSQL may run it again for every row it
     # updates (a nested-loop semi-join), each run locking rows past the first ones, so
     # more tasks than ``limit`` would be claimed.
-    candidates = (
-        claim_candidates(retryable, per_user, limited)
-        .cte("candidates")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    candidates = chosen.cte("candidates").prefix_with("MATERIALIZED", dialect="postgresql")
     statement = (
         update(Task)
         .where(Task.id.in_(select(candidates.c.id)), claimable(retryable, recheck=True))
@@ -709,6 +716,33 @@ def finish_many(together: bool = False) -> Update:
             completed_at=utcnow(),
         )
     )
+
+
+def finish_and_claim(request: ClaimRequest) -> Select[Any]:
+    """Store results and claim more in one statement (PostgreSQL, one worker's turn).
+
+    ``finish_many(True)`` and the ``job`` claim, as two data-modifying CTEs: one round
+    trip, committed by itself, instead of four (BEGIN, the two statements, COMMIT), with
+    the same atomicity. Run it with ``json_params(results)`` and ``request.parameters()``.
+    Its rows: the ids whose result was written (an array, or NULL if none), then the
+    ``JOB_COLUMNS`` of a claimed task; all NULL but the first if none was claimed.
+
+    Both parts read the tasks as they were when the statement began; a per-user limit
+    leaves the tasks whose results are stored out of their users' active tasks, as the
+    claim would see them after the results in two statements.
+    """
+    retryable = tuple(request.retryable_exceptions or ())
+    return _finish_and_claim(retryable, request.per_user, request.limit is not None)
+
+
+@cache
+def _finish_and_claim(retryable: tuple[str, ...], per_user: bool, limited: bool) -> Select[Any]:
+    finished = finish_many(True).returning(Task.id).cte("finished")
+    chosen = claim_candidates(retryable, per_user, limited, leaving=select(finished.c.id))
+    claimed = _claiming(chosen, retryable, job=True, relaxed=False).cte("claimed")
+    written = select(func.array_agg(finished.c.id)).scalar_subquery().label("written")
+    one_row = select(literal(1).label("one")).subquery("one_row")
+    return select(written, *claimed.c).select_from(one_row.outerjoin(claimed, true()))
 
 
 @cache

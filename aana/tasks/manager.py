@@ -279,6 +279,14 @@ class QueueManager:
                 return set(), _jobs(self._claim_one(claim))
             with self._alone("claiming tasks") as db:
                 return set(), self._claim(db, claim, relaxed=True)
+        if claim is not None and results and not unstarted and self._claim_alone:
+            # Results and the next claim in one statement, committed by itself (and
+            # durably): one round trip instead of four (see ``queue_sql.finish_and_claim``).
+            parameters = {**queue_sql.json_params(results), **claim.parameters()}
+            with self._alone(f"settling {len(outcomes)} task(s) and claiming") as db:
+                rows = db.execute(queue_sql.finish_and_claim(claim), parameters).all()
+            written_ids, claimed = rows[0][0], [row[1:] for row in rows if row[1] is not None]
+            return set(written_ids or ()), _jobs(claimed)
         jobs: list[Job] = []
         # One statement each, executed over all rows (see ``_changed``); only when the
         # fence dropped some rows do we ask which.

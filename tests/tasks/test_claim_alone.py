@@ -13,6 +13,7 @@ from aana.storage import queue_sql
 from aana.storage.models.task import Status
 from aana.storage.queue_driver import DriverClaim
 from aana.storage.queue_sql import ClaimRequest
+from tests.helpers import CLAIM_REQUESTS, mixed_queue
 
 SETTING = text("SELECT current_setting('synchronous_commit')")
 
@@ -72,36 +73,13 @@ def test_claims__only_the_claim_alone_is_relaxed() -> None:
     assert "set_config" not in sql()
 
 
-REQUESTS = {
-    "plain": ClaimRequest(3, 3, (), 0),
-    "all": ClaimRequest(None, 3, [], None),
-    "per-user": ClaimRequest(4, 3, (), 1),
-    "retryable": ClaimRequest(6, 3, ["TimeoutError"], 0),
-    "retryable-per-user": ClaimRequest(6, 2, ("TimeoutError", "OSError"), 2),
-}
-
-
-@pytest.mark.parametrize("kind", REQUESTS)
+@pytest.mark.parametrize("kind", CLAIM_REQUESTS)
 def test_driver_claim__claims_what_the_core_statement_claims(pg: DbSettings, kind: str) -> None:
     """The worker's claim on psycopg's API against ``queue_sql.claim`` run by SQLAlchemy."""
     app = AanaSDK()
-    for n, (user, priority) in enumerate(
-        [("ann", 0), ("ann", 5), ("ann", 0), ("bob", 1), (None, 0), (None, 9), ("bob", 0)]
-    ):
-        app.defer("ep", {"n": n}, user_id=user, priority=priority)
-    failed = app.defer_many("ep", [{"failed": n} for n in range(4)], user_id="cy")
-    errors = ["TimeoutError", "OSError", "ValueError", "TimeoutError"]
     engine = pg.get_engine()
-    with engine.begin() as connection:
-        for task_id, error, retries in zip(failed, errors, [1, 1, 1, 3], strict=True):
-            connection.execute(
-                text(
-                    "UPDATE tasks SET status = 'failed', num_retries = :retries,"
-                    " result = jsonb_build_object('error', CAST(:error AS text)) WHERE id = :id"
-                ),
-                {"retries": retries, "error": error, "id": task_id},
-            )
-    request = REQUESTS[kind]
+    mixed_queue(app, engine)
+    request = CLAIM_REQUESTS[kind]
     with engine.connect() as connection:  # the Core statement, rolled back
         core = connection.execute(queue_sql.claim(request, job=True), request.parameters()).all()
         connection.rollback()

@@ -117,13 +117,19 @@ def assert_by_primary_key(plans: list[Any], cte: str | None = None) -> None:
         ), scans
 
 
-@pytest.mark.parametrize("write", ["finish", "heartbeat", "release"])
+@pytest.mark.parametrize("write", ["finish", "finish and claim", "heartbeat", "release"])
 def test_writes_over_many_attempts__find_their_rows_by_primary_key(
     pg: DbSettings, running: tuple[QueueManager, list[Job]], write: str
 ) -> None:
     manager, jobs = running
     attempts = [job.attempt for job in jobs[:10]]
     outcomes = [(attempt, Status.COMPLETED, "done") for attempt in attempts]
+    if write == "finish and claim":
+        with plans_of(pg, "WITH finished") as plans:
+            written, _ = manager.settle(outcomes, ClaimRequest(10, 3, (), 25))
+            assert len(written) == len(attempts)
+        assert_by_primary_key(plans, cte="finished")
+        return
     with plans_of(pg, "UPDATE tasks") as plans:
         if write == "finish":
             assert len(manager.finish(outcomes)) == len(attempts)
