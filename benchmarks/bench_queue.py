@@ -27,9 +27,13 @@ consumers start, and released once every consumer process waits on that lock
 (PostgreSQL: each process has a connection in ``pg_stat_activity`` waiting on a lock;
 SQLite cannot show who waits, so each process has the database file open, plus one
 second). The clock starts at the release (prefilled) or before the batch is stored
-(idle-first) and stops when the queue is drained, polled every 20 ms with one plain
-``count(*)`` for every side. Start-up (launch until every process waits) is printed for
-each run, apart from the rate. SQLite's sleeping busy handler may wake a waiter up to
+(idle-first) and stops when the queue is drained, polled every 20 ms with one query per
+side: what is left in pgqueuer's queue table (a job leaves it when done), and what
+aana's ``task_counts`` (kept by the database; ``count_by_endpoint`` and the dashboard read it)
+says is not completed (the plain sqlite3 loop works on aana's table: counted alike). A
+``count(*)`` of aana's unfinished tasks would read every task row, done ones included,
+every 20 ms. Start-up (launch until every process waits) is printed for each run, apart
+from the rate. SQLite's sleeping busy handler may wake a waiter up to
 100 ms after the release, the same for both sides.
 
 Each pair alternates in one run, ROUNDS times, the first side swapping every round; every
@@ -391,6 +395,10 @@ def check_exactly_once(db: DbSettings) -> str:
     return f", exactly once: {once} (claims per task: {retries})"
 
 
+AANA_REMAINING = "SELECT coalesce(sum(tasks), 0) FROM task_counts WHERE status <> 'completed'"
+"""Tasks not completed, as the database counts them (both backends)."""
+
+
 def aana_defer(db: DbSettings, count: int) -> None:
     use(db).defer_many("noop", [{"n": n} for n in range(count)])
 
@@ -404,7 +412,7 @@ AANA = Side(
         *("--processes", str(PROCESSES), "--concurrency", "10", "--max-active-per-user", "0"),
     ),
     pids=worker_pids,
-    remaining="SELECT count(*) FROM tasks WHERE status <> 'completed'",
+    remaining=AANA_REMAINING,
     stop=stop_workers,
     check=check_exactly_once,
 )
@@ -573,7 +581,7 @@ PLAIN_SQLITE = Side(
     enqueue=aana_defer,
     start=start_plain_sqlite,
     pids=lambda processes: [p.pid for p in processes if p.pid is not None],
-    remaining="SELECT count(*) FROM tasks WHERE status <> 'completed'",
+    remaining=AANA_REMAINING,  # the same table and triggers as aana's side
     stop=join_all,
 )
 
