@@ -18,6 +18,7 @@ PACKAGE_REVISIONS = [
     "0004_tasks_in_time",
     "0005_dashboard_indexes",
     "0006_task_counts",
+    "0007_drop_status_index",
 ]
 
 
