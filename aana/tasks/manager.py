@@ -59,9 +59,11 @@ class QueueManager:
         dialect = engine.dialect
         self._writer = engine.execution_options(**dialects.write_options(dialect))
         self._autocommit = engine.execution_options(**dialects.autocommit_options(dialect))
-        # Not on SQLite: a statement that reads before it writes, outside BEGIN IMMEDIATE,
-        # may fail at once (SQLITE_BUSY) when another writer commits in between.
-        self._claim_alone = dialect.name == "postgresql"
+        # A worker's turn as one statement committed by itself (a claim alone, or
+        # results and a claim). Not on SQLite: a statement that reads before it writes,
+        # outside BEGIN IMMEDIATE, may fail at once (SQLITE_BUSY) when another writer
+        # commits in between.
+        self._turn_alone = dialect.name == "postgresql"
         # The two hottest statements, on psycopg's own API (see aana.storage.queue_driver).
         self._defer_one: Callable[[Mapping[str, Any]], None] | None = None
         self._claim_one: Callable[[ClaimRequest], list[tuple[Any, ...]]] | None = None
@@ -271,7 +273,7 @@ class QueueManager:
         ]
         if not (results or unstarted or claim):
             return set(), []
-        if claim is not None and not (results or unstarted) and self._claim_alone:
+        if claim is not None and not (results or unstarted) and self._turn_alone:
             # A claim alone is one statement, atomic by itself: committed on its own, it
             # is one round trip instead of three (BEGIN, the claim, COMMIT). Its commit
             # need not wait for the disk (see ``queue_sql.claim``): results' commits do.
@@ -279,7 +281,7 @@ class QueueManager:
                 return set(), _jobs(self._claim_one(claim))
             with self._alone("claiming tasks") as db:
                 return set(), self._claim(db, claim, relaxed=True)
-        if claim is not None and results and not unstarted and self._claim_alone:
+        if claim is not None and results and not unstarted and self._turn_alone:
             # Results and the next claim in one statement, committed by itself (and
             # durably): one round trip instead of four (see ``queue_sql.finish_and_claim``).
             parameters = {**queue_sql.json_params(results), **claim.parameters()}
