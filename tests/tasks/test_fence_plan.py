@@ -49,7 +49,7 @@ def running(pg: DbSettings) -> tuple[QueueManager, list[Job]]:
     manager = app.task_queue()
     _, jobs = manager.settle([], ClaimRequest(TASKS, 3, (), 0))
     assert len(jobs) == TASKS
-    return manager, manager.start(jobs)
+    return manager, jobs  # claimed straight into RUNNING
 
 
 @contextlib.contextmanager
@@ -126,9 +126,15 @@ def test_writes_over_many_attempts__find_their_rows_by_primary_key(
     outcomes = [(attempt, Status.COMPLETED, "done") for attempt in attempts]
     if write == "finish and claim":
         with plans_of(pg, "WITH finished") as plans:
-            written, _ = manager.settle(outcomes, ClaimRequest(10, 3, (), 25))
-            assert len(written) == len(attempts)
+            for per_user in (25, 0):
+                written, _ = manager.settle(outcomes[:5], ClaimRequest(10, 3, (), per_user))
+                assert len(written) == 5
+                outcomes = outcomes[5:]
         assert_by_primary_key(plans, cte="finished")
+        for plan in plans:  # the claim reads the results' ids before it locks a task
+            claim = json.dumps(subtree(plan, "candidates"))
+            assert '"CTE Name": "finished"' in claim, claim
+            assert "ix_tasks_claimable" in claim, claim
         return
     with plans_of(pg, "UPDATE tasks") as plans:
         if write == "finish":
