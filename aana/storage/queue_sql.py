@@ -142,9 +142,8 @@ def claim_candidates(
     """Ids of the tasks to claim next: high priority first, then oldest first.
 
     Parameters: ``limit`` (when ``limited``), ``max_active`` (when ``per_user``).
-    ``leaving``: ids of tasks whose results the same statement stores (see
-    ``finish_and_claim``): they no longer count as their users' active tasks, and they
-    are read before any task is locked.
+    ``leaving``: ids of tasks that no longer count as a user's active tasks (those whose
+    results the same statement stores, see ``finish_and_claim``).
 
     With ``per_user``, a user's tasks are ranked and only as many are taken as the user
     has room for beside the tasks already assigned or running, all in this one
@@ -156,10 +155,6 @@ def claim_candidates(
     once (at most ``limit``); SQLite, with one writer at a time, is exact.
     """
     condition = claimable(retryable_exceptions)
-    if leaving is not None:
-        # Never true of a claimable task (those are running), but read before the first
-        # candidate is locked: the results are stored before the claim locks any task.
-        condition = and_(condition, Task.id.not_in(leaving))
     order = CLAIM_ORDER
     limit = bindparam("limit", type_=Integer()) if limited else None
     if not per_user:
@@ -739,10 +734,7 @@ def finish_and_claim(request: ClaimRequest) -> Select[Any]:
 
     Both parts read the tasks as they were when the statement began; a per-user limit
     leaves the tasks whose results are stored out of their users' active tasks, as the
-    claim would see them after the results in two statements. The claim reads those
-    tasks' ids before it locks any task, so the results are stored first, as in two
-    statements: the statement never holds a claimed task while it waits for the lock of
-    a task whose result it stores.
+    claim would see them after the results in two statements.
     """
     retryable = tuple(request.retryable_exceptions or ())
     return _finish_and_claim(retryable, request.per_user, request.limit is not None)
