@@ -6,18 +6,19 @@ module live here, once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import Engine, event, text, update
 from sqlalchemy.orm import Session
 
 from aana.configs.db import DbSettings
@@ -225,3 +226,18 @@ def mixed_queue(app: Any, engine: Any) -> None:
                 ),
                 {"retries": retries, "error": error, "id": task_id},
             )
+
+
+@contextlib.contextmanager
+def statements_sent(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements ``engine`` sends to the driver in the block, with their parameters."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

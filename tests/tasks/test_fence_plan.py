@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from aana.configs.db import DbSettings
 from aana.sdk import AanaSDK
 from aana.storage.models.task import Status
 from aana.storage.queue_sql import ClaimRequest
 from aana.tasks.manager import Job, QueueManager
+from tests.helpers import statements_sent
 
 TASKS = 2000
 
@@ -58,19 +59,11 @@ def plans_of(pg: DbSettings, prefix: str) -> Iterator[list[Any]]:
 
     Each statement, as sent with its parameters, is explained on a connection of its own.
     """
-    captured: list[tuple[str, Any]] = []
     engine = pg.get_engine()
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.startswith(prefix):
-            captured.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
     plans: list[Any] = []
-    try:
+    with statements_sent(engine) as sent:
         yield plans
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
+    captured = [(statement, params) for statement, params in sent if statement.startswith(prefix)]
     assert captured, f"no statement starting with {prefix!r} ran"
     raw = engine.raw_connection()
     try:

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from aana.configs.db import DbSettings
 from aana.sdk import AanaSDK
@@ -20,7 +20,7 @@ from aana.storage.queue_sql import Attempt, ClaimRequest
 from aana.storage.repository import TaskRepository
 from aana.storage.session import get_session
 from aana.tasks.manager import Job, QueueManager
-from tests.helpers import CLAIM_REQUESTS, mixed_queue
+from tests.helpers import CLAIM_REQUESTS, mixed_queue, statements_sent
 
 
 def claim_all(manager: QueueManager, count: int, per_user: int = 0) -> list[Job]:
@@ -108,18 +108,10 @@ def test_turn__is_one_statement_on_postgresql(db: DbSettings) -> None:
     app.defer_many("ep", [{"n": n} for n in range(4)])
     manager = app.task_queue()
     running = claim_all(manager, 2)
-    sent: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        sent.append(statement)
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        outcomes = [(job.attempt, Status.COMPLETED, None) for job in running]
+    outcomes = [(job.attempt, Status.COMPLETED, None) for job in running]
+    with statements_sent(db.get_engine()) as statements:
         written, jobs = manager.settle(outcomes, ClaimRequest(2, 3, (), 25))
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    sent = [statement for statement, _ in statements]
     assert (len(written), len(jobs)) == (2, 2)
     if db.datastore_type == "postgresql":
         assert len(sent) == 1
