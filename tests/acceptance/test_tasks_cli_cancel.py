@@ -13,7 +13,9 @@ from tests.helpers import aana
 
 def test_tasks_cancel__by_id_and_by_selection(db):
     app = AanaSDK()
-    one = app.defer("transcribe", {}, user_id="alice")
+    # First in claim order by priority: SQLite's clock counts milliseconds, and tasks
+    # deferred within one are taken in the order of their random ids.
+    one = app.defer("transcribe", {}, user_id="alice", priority=1)
     two = app.defer("transcribe", {}, user_id="bob")
     three = app.defer("caption", {}, user_id="alice")
     four = app.defer("caption", {}, user_id="bob", schedule_in=3600)
@@ -21,7 +23,7 @@ def test_tasks_cancel__by_id_and_by_selection(db):
     with get_session() as session:
         repository = TaskRepository(session)
         repository.update_status(done, Status.COMPLETED, result=1)
-        running = repository.fetch_unprocessed_tasks(limit=1)[0]  # one (the oldest)
+        running = repository.fetch_unprocessed_tasks(limit=1)[0]  # one
     assert str(running.id) == one
 
     result = aana("tasks", "cancel", one, two, db=db)
