@@ -206,7 +206,7 @@ CLAIM_REQUESTS = {
 
 
 def mixed_queue(app: Any, engine: Any) -> None:
-    """Waiting tasks of several users and priorities, and failed ones (PostgreSQL).
+    """Waiting tasks of several users and priorities, and failed ones.
 
     User "cy" has four FAILED tasks, each tried once but the last (three times): with
     TimeoutError, OSError, ValueError and TimeoutError; retry rules tell them apart.
@@ -217,12 +217,17 @@ def mixed_queue(app: Any, engine: Any) -> None:
         app.defer("ep", {"n": n}, user_id=user, priority=priority)
     failed = app.defer_many("ep", [{"failed": n} for n in range(4)], user_id="cy")
     errors = ["TimeoutError", "OSError", "ValueError", "TimeoutError"]
+    as_error = (
+        "json_object('error', :error)"
+        if engine.dialect.name == "sqlite"
+        else "jsonb_build_object('error', CAST(:error AS text))"
+    )
     with engine.begin() as connection:
         for task_id, error, retries in zip(failed, errors, [1, 1, 1, 3], strict=True):
             connection.execute(
                 text(
                     "UPDATE tasks SET status = 'failed', num_retries = :retries,"
-                    " result = jsonb_build_object('error', CAST(:error AS text)) WHERE id = :id"
+                    f" result = {as_error} WHERE id = :id"
                 ),
                 {"retries": retries, "error": error, "id": task_id},
             )
