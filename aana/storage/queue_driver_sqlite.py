@@ -13,8 +13,8 @@ taken, and the claimed rows by the returned columns' types, after it is released
 connection is one of the engine's pool (with its pragmas). A test compares the rows and
 results of both paths.
 
-Errors are those of the SQLAlchemy path (``translate_errors``, ``DatabaseNotMigratedError``);
-an interrupted turn's connection is not reused.
+Errors are those of the SQLAlchemy path (``translate_errors``, ``DatabaseNotMigratedError``,
+``DatabaseConnectionException``); an interrupted turn's connection is not reused.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sqlalchemy import Engine, Table, Update
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
+from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import TaskEntity
 
@@ -122,7 +123,10 @@ class DriverTurn:
     def _immediate(self, action: str) -> Iterator[sqlite3.Connection]:
         """A driver connection from the pool, in a write transaction committed on exit."""
         with translate_errors(action):
-            pooled = self.engine.raw_connection()
+            try:
+                pooled = self.engine.raw_connection()
+            except sqlite3.Error as error:  # the file cannot be opened
+                raise connection_error(self.engine.url, error) from error
             connection = cast(sqlite3.Connection, pooled.driver_connection)
             try:
                 connection.execute("BEGIN IMMEDIATE")

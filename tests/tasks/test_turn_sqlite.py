@@ -6,17 +6,19 @@ SQLAlchemy do, fail as they fail, and write nothing when it fails.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
 
 from aana.configs.db import DbSettings
-from aana.exceptions.db import DatabaseNotMigratedError
+from aana.exceptions.db import DatabaseConnectionException, DatabaseNotMigratedError
 from aana.sdk import AanaSDK
 from aana.storage import queue_sql
 from aana.storage.errors import translate_errors
@@ -207,3 +209,15 @@ def test_driver_turn__a_held_write_lock_is_the_database_being_unavailable(
     assert [job.endpoint for job in app.task_queue().settle([], ClaimRequest(5, 3, (), 0))[1]] == [
         "ep"
     ]
+
+
+def test_driver_turn__a_file_that_cannot_be_opened_is_a_connection_error(
+    lite: DbSettings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    engine = DbSettings(datastore_config={"path": str(folder / "aana.db")}).get_engine()
+    shutil.rmtree(folder)  # no connection was made yet: none can be now
+    with pytest.raises(DatabaseConnectionException, match="Cannot connect") as error:
+        DriverTurn(engine)([], ClaimRequest(5, 3, (), 0))
+    assert _database_unavailable(error.value)
