@@ -116,10 +116,9 @@ def test_driver_turn__stores_and_claims_what_the_core_statements_do(
     assert all(row[2].utcoffset() is not None for row in driver)  # assigned_at, aware
     with engine.connect() as connection:
         driver_table = [tuple(row) for row in connection.execute(text("SELECT * FROM tasks"))]
+        names = [row[1] for row in connection.execute(text("PRAGMA table_info(tasks)"))]
     # Every column of every row alike, but the times the two paths wrote.
     times = {"assigned_at", "updated_at", "completed_at"}
-    with engine.connect() as connection:
-        names = [row[1] for row in connection.execute(text("PRAGMA table_info(tasks)"))]
     kept = [n for n, name in enumerate(names) if name not in times]
     assert sorted([row[n] for n in kept] for row in driver_table) == sorted(
         [row[n] for n in kept] for row in core_table
