@@ -769,6 +769,48 @@ def bench_memory(db: DbSettings) -> None:
     name = f"PostgreSQL: idle aana worker --processes {PROCESSES} ({len(tree)} processes)"
     report(f"{name}, RSS", rss, "MB", "<= 250 MB", rss <= 250)
     report(f"{name}, USS", uss, "MB")
+    for label, imports in FLOORS.items():
+        report(f"floor: {PROCESSES} x import {label} + 1 bare, RSS", floor_rss(imports), "MB")
+
+
+FLOORS = {
+    "psycopg, SQLAlchemy Core, pydantic-settings": (
+        "import asyncio, psycopg, pydantic_settings, sqlalchemy"
+    ),
+    "the same + SQLAlchemy ORM": (
+        "import asyncio, psycopg, pydantic_settings, sqlalchemy, sqlalchemy.orm"
+    ),
+}
+"""What a worker process cannot do without, whatever its own code: the driver, the
+engine and its pool, the settings; then the ORM, which an application's module loads
+as soon as it imports an entity or a repository."""
+
+
+def floor_rss(imports: str) -> float:
+    """Sum of RSS of PROCESSES interpreters that ran only ``imports``, and one bare one.
+
+    The bare interpreter stands for the supervisor. The sum is the least an idle
+    ``aana worker --processes PROCESSES`` could weigh if each worker loaded these
+    libraries and nothing else.
+    """
+    wait = "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()"
+    codes = [f"{imports}; {wait}"] * PROCESSES + [wait]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for code in codes
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            process.stdout.readline()
+        return sum(psutil.Process(p.pid).memory_info().rss for p in processes) / 2**20
+    finally:
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(10)
 
 
 def versions() -> str:
