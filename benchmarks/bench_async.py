@@ -19,8 +19,9 @@ run of each side kept (``--scale`` multiplies every count, for a quick run):
   each, reading the 1,000 videos between them, against one coroutine reading them all.
   Target: >= 1.5x.
 
-A row that misses its target also prints its ceiling: the best ratio any code could
-reach there, from quantities measured in the same run.
+Rows bounded by a hand-off to another thread or by the loop's one thread also print
+their ceiling: the best ratio any code could reach there, from quantities measured in
+the same run.
 
 - SQLite: an async call does the sync call's work plus at least one hand-off to another
   thread per driver call (aiosqlite runs each one in the connection's thread;
