@@ -29,6 +29,7 @@ from sqlalchemy import Engine, Table, Update
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
+from aana.storage.compiled import DriverStatement
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status
@@ -142,34 +143,22 @@ class DriverClaim:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # By statement: ``queue_sql.claim`` builds one per kind of request, and keeps it.
-        self._compiled: dict[Update, tuple[str, dict[str, Any]]] = {}
+        self._compiled: dict[Update, DriverStatement] = {}
         assigned_at = queue_sql.JOB_COLUMNS[2]
-        self._as_utc = assigned_at.type.result_processor(engine.dialect, None)
+        self._as_utc = assigned_at.type.dialect_impl(engine.dialect).result_processor(
+            engine.dialect, None
+        )
 
     def __call__(self, request: queue_sql.ClaimRequest) -> list[tuple[Any, ...]]:
         """Claim what ``request`` asks for, committed by itself (one round trip)."""
-        given = request.parameters()
         statement = queue_sql.claim(request, job=True, relaxed=True)
-        compiled = self._compiled.get(statement) or self._compile(statement, given)
-        query, fixed = compiled
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = self._compiled[statement] = DriverStatement(statement, self.engine.dialect)
+        parameters = compiled.parameters(request.parameters())
         with _autocommit(self.engine, "claiming tasks") as connection:
-            rows = connection.execute(query, {**fixed, **given}).fetchall()
+            rows = connection.execute(compiled.sql, parameters).fetchall()
         as_utc = self._as_utc
         if as_utc is None:
             return rows
         return [(row[0], row[1], as_utc(row[2]), *row[3:]) for row in rows]
-
-    def _compile(self, statement: Update, given: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The claim's SQL, and its fixed parameters' values."""
-        dialect = self.engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        if "POSTCOMPILE" in compiled.string:  # an expanding IN: its SQL depends on values
-            raise RuntimeError("the claim has a parameter rendered at execution time")
-        fixed: dict[str, Any] = {}
-        for name, value in compiled.params.items():
-            if name in given:
-                continue
-            process = compiled.binds[name].type.bind_processor(dialect)
-            fixed[name] = value if process is None else process(value)
-        self._compiled[statement] = (compiled.string, fixed)
-        return compiled.string, fixed

@@ -20,7 +20,7 @@ Errors are those of the SQLAlchemy path (``translate_errors``, ``DatabaseNotMigr
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -28,41 +28,10 @@ from sqlalchemy import Engine, Table, Update
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
+from aana.storage.compiled import Converter, DriverStatement, convert
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import TaskEntity
-
-Converter = Callable[[Any], Any] | None
-
-
-class _Statement:
-    """A statement compiled for ``dialect``: its SQL and how to order and convert values."""
-
-    def __init__(self, statement: Update, engine: Engine) -> None:
-        dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        if compiled.positiontup is None or "POSTCOMPILE" in compiled.string:
-            raise RuntimeError("expected positional parameters fixed at compile time")
-        self.sql = compiled.string
-        defaults = compiled.params
-        self._slots: list[tuple[str, Converter, Any]] = []
-        for name in compiled.positiontup:
-            kind = compiled.binds[name].type.dialect_impl(dialect)
-            process = kind.bind_processor(dialect)
-            default = defaults[name]
-            fixed = default if process is None or default is None else process(default)
-            self._slots.append((name, process, fixed))
-
-    def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The positional parameters: ``given`` values converted, the others fixed."""
-        values = []
-        for name, process, fixed in self._slots:
-            if name in given:
-                value = given[name]
-                values.append(value if process is None or value is None else process(value))
-            else:
-                values.append(fixed)
-        return tuple(values)
 
 
 class DriverTurn:
@@ -77,8 +46,8 @@ class DriverTurn:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._table = cast(Table, TaskEntity.__table__)
-        self._finish = _Statement(queue_sql.finish_many(), engine)
-        self._claims: dict[Update, _Statement] = {}  # by statement, one per kind of request
+        self._finish = DriverStatement(queue_sql.finish_many(), engine.dialect)
+        self._claims: dict[Update, DriverStatement] = {}  # by statement, one per kind
         dialect = engine.dialect
         self._columns: list[Converter] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -90,7 +59,7 @@ class DriverTurn:
     ) -> list[tuple[Any, ...]] | None:
         """Store ``results`` and claim what ``request`` asks for, in one transaction."""
         action = f"settling {len(results)} task(s) and claiming"
-        claim: tuple[str, tuple[Any, ...]] | None = None
+        claim: tuple[str, tuple[Any, ...] | dict[str, Any]] | None = None
         with translate_errors(action):
             try:
                 rows = [self._finish.parameters(row) for row in results]
@@ -106,17 +75,16 @@ class DriverTurn:
             claimed = connection.execute(*claim).fetchall() if claim is not None else []
         return [self._row(row) for row in claimed]
 
-    def _claim(self, request: queue_sql.ClaimRequest) -> _Statement:
+    def _claim(self, request: queue_sql.ClaimRequest) -> DriverStatement:
         statement = queue_sql.claim(request, job=True)
         compiled = self._claims.get(statement)
         if compiled is None:
-            compiled = self._claims[statement] = _Statement(statement, self.engine)
+            compiled = self._claims[statement] = DriverStatement(statement, self.engine.dialect)
         return compiled
 
     def _row(self, row: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(self._columns, row, strict=True)
+            convert(process, value) for process, value in zip(self._columns, row, strict=True)
         )
 
     @contextmanager

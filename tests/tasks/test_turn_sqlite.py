@@ -128,6 +128,28 @@ def test_driver_turn__stores_and_claims_what_the_core_statements_do(
         assert (task.status, task.result) == (Status.COMPLETED, {"n": [1, 2.5, "é", None]})
 
 
+def test_driver_turn__a_none_result_is_stored_as_the_core_statement_stores_it(
+    lite: DbSettings,
+) -> None:
+    # A handler that returns None: JSON null, as SQLAlchemy's JSON stores None, not SQL NULL.
+    app = AanaSDK()
+    app.defer("ep", {})
+    running = app.task_queue().settle([], ClaimRequest(1, 3, (), 0))[1]
+    engine = lite.get_engine()
+    results = results_of(running, None)
+    stored = text("SELECT result, result IS NULL FROM tasks")
+    with engine.connect() as connection:  # the Core statement, rolled back
+        connection.execute(queue_sql.finish_many(), results)
+        core = [tuple(row) for row in connection.execute(stored)]
+        connection.rollback()
+
+    assert DriverTurn(engine)(results, None) == []
+
+    with engine.connect() as connection:
+        driver = [tuple(row) for row in connection.execute(stored)]
+    assert driver == core == [("null", 0)]
+
+
 def test_driver_turn__one_write_transaction_of_two_statements(lite: DbSettings) -> None:
     app = AanaSDK()
     app.defer_many("ep", [{"n": n} for n in range(4)])

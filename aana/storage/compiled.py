@@ -1,0 +1,67 @@
+"""Core statements compiled once, to run on a driver's own API.
+
+The queue's hottest statements run on the driver (``queue_driver`` for psycopg,
+``queue_driver_sqlite`` for ``sqlite3``) with the SQL that SQLAlchemy compiles for the
+engine's dialect. ``DriverStatement`` compiles a statement once and converts each value
+as SQLAlchemy would before sending it: by its bound type's processor for the dialect
+(which also checks it, for aana's column types).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Dialect, Update
+
+Converter = Callable[[Any], Any] | None
+"""A bound type's processor for a dialect (None: the value goes as it is)."""
+
+
+def convert(process: Converter, value: Any) -> Any:
+    """``value`` as ``process`` makes it (None included, as SQLAlchemy passes it)."""
+    return value if process is None else process(value)
+
+
+class DriverStatement:
+    """``statement`` compiled for ``dialect``: its SQL and how to convert its values.
+
+    Attributes:
+        sql: The SQL, in the driver's parameter style.
+
+    Raises:
+        RuntimeError: A parameter of the statement is rendered at execution time (an
+            expanding ``IN``): its SQL would depend on the values.
+
+    """
+
+    def __init__(self, statement: Update, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if "POSTCOMPILE" in compiled.string:
+            raise RuntimeError("the statement has a parameter rendered at execution time")
+        self.sql = compiled.string
+        self._positions = compiled.positiontup  # None for a named parameter style
+        self._converters: dict[str, Converter] = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        self._fixed = {
+            name: convert(self._converters.get(name), value)
+            for name, value in compiled.params.items()
+        }
+
+    def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """The values to send: ``given`` converted, the others fixed at compile time.
+
+        A tuple in the statement's order for a positional parameter style, else a dict.
+
+        Raises:
+            Exception: What a column type raises for a value it refuses.
+
+        """
+        values = dict(self._fixed)
+        for name, value in given.items():
+            values[name] = convert(self._converters.get(name), value)
+        if self._positions is None:
+            return values
+        return tuple(values[name] for name in self._positions)
