@@ -4,18 +4,22 @@ The queue's hottest statements run on the driver (``queue_driver`` for psycopg,
 ``queue_driver_sqlite`` for ``sqlite3``) with the SQL that SQLAlchemy compiles for the
 engine's dialect. ``DriverStatement`` compiles a statement once and converts each value
 as SQLAlchemy would before sending it: by its bound type's processor for the dialect
-(which also checks it, for aana's column types).
+(which also checks it, for aana's column types). ``ResultRows`` converts the rows it
+returns as SQLAlchemy would: by each column type's result processor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Dialect, Update
+from sqlalchemy import ColumnElement, Dialect, Update
+from sqlalchemy.orm import QueryableAttribute
 
 Converter = Callable[[Any], Any] | None
-"""A bound type's processor for a dialect (None: the value goes as it is)."""
+"""A type's bind or result processor for a dialect (None: the value goes as it is)."""
+
+Column = ColumnElement[Any] | QueryableAttribute[Any]
 
 
 def convert(process: Converter, value: Any) -> Any:
@@ -65,3 +69,20 @@ class DriverStatement:
         if self._positions is None:
             return values
         return tuple(values[name] for name in self._positions)
+
+
+class ResultRows:
+    """Converts the rows a driver returned for ``columns`` as SQLAlchemy would for ``dialect``."""
+
+    def __init__(self, columns: Sequence[Column], dialect: Dialect) -> None:
+        self._converters: list[Converter] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+
+    def __call__(self, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Each row's values, converted by their column's type."""
+        converters = self._converters
+        return [
+            tuple(convert(process, value) for process, value in zip(converters, row, strict=True))
+            for row in rows
+        ]

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, Table, Update
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
-from aana.storage.compiled import DriverStatement
+from aana.storage.compiled import DriverStatement, ResultRows
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import Status
@@ -137,17 +137,14 @@ class DriverClaim:
     """A worker's claim alone (``queue_sql.claim``, relaxed) on ``engine``'s driver.
 
     Returns the rows of ``queue_sql.JOB_COLUMNS`` of the tasks claimed, now RUNNING,
-    with ``assigned_at`` in UTC as its column type gives it.
+    each value as its column type gives it (``assigned_at`` in UTC).
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # By statement: ``queue_sql.claim`` builds one per kind of request, and keeps it.
         self._compiled: dict[Update, DriverStatement] = {}
-        assigned_at = queue_sql.JOB_COLUMNS[2]
-        self._as_utc = assigned_at.type.dialect_impl(engine.dialect).result_processor(
-            engine.dialect, None
-        )
+        self._rows = ResultRows(queue_sql.JOB_COLUMNS, engine.dialect)
 
     def __call__(self, request: queue_sql.ClaimRequest) -> list[tuple[Any, ...]]:
         """Claim what ``request`` asks for, committed by itself (one round trip)."""
@@ -158,7 +155,4 @@ class DriverClaim:
         parameters = compiled.parameters(request.parameters())
         with _autocommit(self.engine, "claiming tasks") as connection:
             rows = connection.execute(compiled.sql, parameters).fetchall()
-        as_utc = self._as_utc
-        if as_utc is None:
-            return rows
-        return [(row[0], row[1], as_utc(row[2]), *row[3:]) for row in rows]
+        return self._rows(rows)

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, Table, Update
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
-from aana.storage.compiled import Converter, DriverStatement, convert
+from aana.storage.compiled import DriverStatement, ResultRows
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.models.task import TaskEntity
@@ -48,11 +48,7 @@ class DriverTurn:
         self._table = cast(Table, TaskEntity.__table__)
         self._finish = DriverStatement(queue_sql.finish_many(), engine.dialect)
         self._claims: dict[Update, DriverStatement] = {}  # by statement, one per kind
-        dialect = engine.dialect
-        self._columns: list[Converter] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in queue_sql.JOB_COLUMNS
-        ]
+        self._rows = ResultRows(queue_sql.JOB_COLUMNS, engine.dialect)
 
     def __call__(
         self, results: Sequence[Mapping[str, Any]], request: queue_sql.ClaimRequest | None
@@ -73,7 +69,7 @@ class DriverTurn:
                 connection.rollback()
                 return None
             claimed = connection.execute(*claim).fetchall() if claim is not None else []
-        return [self._row(row) for row in claimed]
+        return self._rows(claimed)
 
     def _claim(self, request: queue_sql.ClaimRequest) -> DriverStatement:
         statement = queue_sql.claim(request, job=True)
@@ -81,11 +77,6 @@ class DriverTurn:
         if compiled is None:
             compiled = self._claims[statement] = DriverStatement(statement, self.engine.dialect)
         return compiled
-
-    def _row(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(
-            convert(process, value) for process, value in zip(self._columns, row, strict=True)
-        )
 
     @contextmanager
     def _immediate(self, action: str) -> Iterator[sqlite3.Connection]:
