@@ -36,6 +36,13 @@ every 20 ms. Start-up (launch until every process waits) is printed for each run
 from the rate. SQLite's sleeping busy handler may wake a waiter up to
 100 ms after the release, the same for both sides.
 
+The single ``defer`` is timed beside the same INSERT on one plain psycopg connection
+(alternating rounds of 500). The idle latency (defer -> handler start, through ``aana
+worker``) is timed beside a plain driver loop on the same database, woken as aana's
+worker is (PostgreSQL: ``LISTEN`` on a second connection; SQLite: ``PRAGMA
+data_version`` every millisecond), which claims one task and stamps its start: what any
+queue on this machine pays for the two round trips after an idle pause.
+
 Each pair alternates in one run, ROUNDS times, the first side swapping every round; every
 run is printed. Summaries give the median and the best of each side; the verdict uses
 the ratio of the medians (the best ratio is printed too). Exits 1 if a target is missed.
@@ -689,14 +696,41 @@ def bench_loops() -> None:
 # --- defer throughput ---
 
 
+PLAIN_DEFER = (
+    "INSERT INTO tasks (id, endpoint, data, status, priority, progress, num_retries,"
+    " user_id, scheduled_at, cancel_requested) VALUES (%s, 'noop', %s::jsonb, 'created',"
+    " 0, 0, 0, NULL, statement_timestamp(), false)"
+)
+"""The baseline of a single defer: the same row, one autocommit INSERT on one plain
+psycopg connection (the tasks table's trigger notifies the workers, as for aana)."""
+
+
 def bench_defer(db: DbSettings) -> None:
+    """Single ``defer`` against the plain psycopg INSERT, in alternating rounds of 500."""
     app = use(db)
-    count = 2000
-    start = time.perf_counter()
-    for n in range(count):
-        app.defer("noop", {"n": n})
-    rate = count / (time.perf_counter() - start)
-    report(f"PostgreSQL: single defer ({count} calls)", rate, "tasks/s", ">= 2000/s", rate >= 2000)
+    plain = plain_connection(db)
+    rounds, per_round = 4, 500
+
+    def ours() -> float:
+        start = time.perf_counter()
+        for n in range(per_round):
+            app.defer("noop", {"n": n})
+        return per_round / (time.perf_counter() - start)
+
+    def theirs() -> float:
+        start = time.perf_counter()
+        for n in range(per_round):
+            plain.execute(PLAIN_DEFER, (uuid.uuid4(), json.dumps({"n": n})))
+        return per_round / (time.perf_counter() - start)
+
+    try:
+        rates = alternate(rounds, ours, theirs)
+    finally:
+        plain.close()
+    rate = statistics.median(rates[0])
+    name = f"PostgreSQL: single defer ({rounds} x {per_round} calls), median"
+    report(name, rate, "tasks/s", ">= 2000/s", rate >= 2000)
+    compare("PostgreSQL: single defer", ("aana defer", "plain psycopg INSERT"), rates, None)
     batch = [{"n": n} for n in range(50_000)]
     start = time.perf_counter()
     for offset in range(0, len(batch), 5000):
@@ -714,32 +748,141 @@ def bench_defer(db: DbSettings) -> None:
 # --- idle-worker latency, through `aana worker` ---
 
 
-def bench_latency(db: DbSettings, per_user_limit: bool) -> None:
-    """Defer -> handler start of one idle worker process, over 100 tasks."""
-    app = use(db)
-    limit = [] if per_user_limit else ["--max-active-per-user", "0"]
-    worker = start_workers(db, "--processes", "1", "--concurrency", "1", *limit)
+PLAIN_CLAIM_ONE = {
+    "postgresql": (
+        "UPDATE tasks SET status = 'running', assigned_at = clock_timestamp(),"
+        " num_retries = num_retries + 1 WHERE id = (SELECT id FROM tasks"
+        " WHERE status IN ('created', 'not_finished') AND scheduled_at <= clock_timestamp()"
+        " ORDER BY priority DESC, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+    ),
+    "sqlite": (
+        f"UPDATE tasks SET status = 'running', assigned_at = {NOW_SQLITE},"
+        " num_retries = num_retries + 1 WHERE id = (SELECT id FROM tasks"
+        " WHERE likelihood(status IN ('created', 'not_finished'), 0.9)"
+        f" AND scheduled_at <= {NOW_SQLITE} ORDER BY priority DESC, scheduled_at, id LIMIT 1)"
+        " RETURNING id"
+    ),
+}
+PLAIN_STAMP = {
+    "postgresql": (
+        "UPDATE tasks SET status = 'completed', completed_at = clock_timestamp(),"
+        " result = %s::jsonb WHERE id = %s"
+    ),
+    "sqlite": (
+        f"UPDATE tasks SET status = 'completed', completed_at = {NOW_SQLITE}, result = ?"
+        " WHERE id = ?"
+    ),
+}
+
+
+def _plain_latency_loop(backend: str, target: str) -> None:
+    """The baseline of the idle latency: a plain driver loop woken as aana's worker is.
+
+    On PostgreSQL it waits on a second connection's ``LISTEN`` for the tasks table's
+    notification; on SQLite it reads ``PRAGMA data_version`` every millisecond. Woken, it
+    claims one task at a time, stamps the time it "starts" it as the task's result (as
+    the ``stamp`` handler does) and marks it completed.
+    """
+    claim, stamp = PLAIN_CLAIM_ONE[backend], PLAIN_STAMP[backend]
+    if backend == "postgresql":
+        work: Any = psycopg.connect(target, autocommit=True)
+        listen = psycopg.connect(target, autocommit=True)
+        listen.execute("LISTEN aana_tasks")
+
+        def wait() -> None:
+            for _ in listen.notifies(stop_after=1):
+                pass
+
+        def claim_one() -> Any:
+            row = work.execute(claim).fetchone()
+            return None if row is None else row[0]
+
+    else:
+        work = sqlite3.connect(target, timeout=60, isolation_level=None)
+        watch = sqlite3.connect(target, isolation_level=None)
+        version = [watch.execute("PRAGMA data_version").fetchone()[0]]
+
+        def wait() -> None:
+            while True:
+                time.sleep(0.001)
+                now = watch.execute("PRAGMA data_version").fetchone()[0]
+                if now != version[0]:
+                    version[0] = now
+                    return
+
+        def claim_one() -> Any:
+            work.execute("BEGIN IMMEDIATE")
+            row = work.execute(claim).fetchone()
+            work.execute("COMMIT")
+            return None if row is None else row[0]
+
+    while True:
+        while (task_id := claim_one()) is not None:
+            work.execute(stamp, (json.dumps(time.time()), task_id))
+        wait()
+
+
+def start_plain_latency(db: DbSettings) -> Any:
+    backend = "postgresql" if is_pg(db) else "sqlite"
+    target = pg_dsn(db) if is_pg(db) else sqlite_path(db)
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_plain_latency_loop, args=(backend, target), daemon=True)
+    process.start()
+    return process
+
+
+def idle_latencies(app: AanaSDK, db: DbSettings, count: int) -> list[float]:
+    """Defer -> handler start of ``count`` tasks, each deferred to an idle consumer (ms)."""
     monitor = plain_connection(db)
     status = "SELECT count(*) FROM tasks WHERE status <> 'completed'"
     latencies = []
     try:
         app.defer_many("stamp", [{} for _ in range(3)])
         wait_until(lambda: scalar(monitor, status) == 0, timeout=120, what="latency warm-up")
-        for _ in range(100):
-            time.sleep(0.05)  # the worker is idle, waiting for a wake-up
+        for _ in range(count):
+            time.sleep(0.05)  # the consumer is idle, waiting for a wake-up
             before = time.time()
             task_id = app.defer("stamp", {})
             wait_until(lambda: scalar(monitor, status) == 0, timeout=30, step=0.002)
             latencies.append((app.get_task(task_id).result - before) * 1000)
     finally:
-        stop_workers(worker)
         monitor.close()
+    return latencies
+
+
+def bench_latency(db: DbSettings, per_user_limit: bool) -> None:
+    """Defer -> handler start of one idle worker process, over 100 tasks.
+
+    Without the per-user limit, the same is measured on the plain driver loop of
+    ``_plain_latency_loop`` right after, on the same database.
+    """
+    app = use(db)
+    limit = [] if per_user_limit else ["--max-active-per-user", "0"]
+    worker = start_workers(db, "--processes", "1", "--concurrency", "1", *limit)
+    try:
+        latencies = idle_latencies(app, db, 100)
+    finally:
+        stop_workers(worker)
     backend, target = ("PostgreSQL", 3.0) if is_pg(db) else ("SQLite", 5.0)
     label = "per-user limit 25" if per_user_limit else "no per-user limit"
     median = statistics.median(latencies)
     name = f"{backend}: idle worker ({label}), defer -> handler start"
     report(f"{name}, median", median, "ms", f"<= {target:.0f} ms", median <= target)
     report(f"{name}, p95", statistics.quantiles(latencies, n=20)[18], "ms")
+    if per_user_limit:
+        return
+    plain = start_plain_latency(db)
+    try:
+        baseline = idle_latencies(app, db, 100)
+    finally:
+        plain.terminate()
+        plain.join(10)
+    driver = "psycopg LISTEN" if is_pg(db) else "sqlite3 data_version"
+    name = f"{backend}: baseline, plain {driver} loop, defer -> start"
+    report(f"{name}, median", statistics.median(baseline), "ms")
+    report(f"{name}, p95", statistics.quantiles(baseline, n=20)[18], "ms")
+    ratio = median / statistics.median(baseline)
+    report(f"{backend}: idle worker (no per-user limit) / baseline, medians", ratio, "x")
 
 
 # --- idle memory ---
