@@ -434,6 +434,33 @@ class Fleet:
             host.log_path.read_text(errors="replace").count(STALE_MARK) for host in self.hosts
         )
 
+    def diagnosis(self) -> str:
+        """What the database and the hosts say, for a scenario that timed out."""
+        with psycopg.connect(
+            host="127.0.0.1", port=self.cluster.port, user="postgres", dbname=self.db
+        ) as connection:
+            tasks = connection.execute(
+                "SELECT status, num_retries, count(*) FROM tasks GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+            sessions = connection.execute(
+                "SELECT pid, client_addr, state, wait_event_type, wait_event,"
+                " now() - xact_start, left(query, 100) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+            blocked = connection.execute(
+                "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity"
+                " WHERE cardinality(pg_blocking_pids(pid)) > 0"
+            ).fetchall()
+        ran = Counter(host for _, host, _, _ in self.executions())
+        lines = [
+            f"tasks (status, num_retries, count): {tasks}",
+            f"executions by host: {dict(ran)}",
+            f"blocked sessions (pid, blocked by): {blocked}",
+            "sessions:",
+            *(f"  {session}" for session in sessions),
+        ]
+        return "\n".join(lines) + "\n" + self.logs()
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {host.name}\n{host.log_path.read_text(errors='replace')[-4000:]}"

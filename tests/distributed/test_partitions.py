@@ -92,11 +92,14 @@ def run_fault(
         # again behind the tasks deferred before it, so it runs when the others reach
         # it: the fault lasts until then, or the cut host, back already, might run it
         # itself at the end of the queue (it did once in CI).
-        wait_for(
-            lambda: ran_elsewhere(fleet.executions(), faulted),
-            60,
-            f"a task of {faulted} run again elsewhere",
-        )
+        try:
+            wait_for(
+                lambda: ran_elsewhere(fleet.executions(), faulted),
+                60,
+                f"a task of {faulted} run again elsewhere",
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{fleet.diagnosis()}") from None
     finally:
         restore()
     restored_at = time.time()
