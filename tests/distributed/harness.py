@@ -414,17 +414,19 @@ class Fleet:
                     rows.append((int(parts[0]), parts[1], int(parts[2]), float(parts[3])))
         return rows
 
-    def statuses(self) -> Counter[str]:
-        with psycopg.connect(
+    def connect(self) -> psycopg.Connection[Any]:
+        """A connection to the fleet's database, direct (from this machine)."""
+        return psycopg.connect(
             host="127.0.0.1", port=self.cluster.port, user="postgres", dbname=self.db
-        ) as connection:
+        )
+
+    def statuses(self) -> Counter[str]:
+        with self.connect() as connection:
             rows = connection.execute("SELECT status, count(*) FROM tasks GROUP BY status")
             return Counter({str(status): int(number) for status, number in rows})
 
     def completed_results(self) -> list[tuple[int, str, Any]]:
-        with psycopg.connect(
-            host="127.0.0.1", port=self.cluster.port, user="postgres", dbname=self.db
-        ) as connection:
+        with self.connect() as connection:
             rows = connection.execute("SELECT data, status, result FROM tasks")
             return [(data["n"], str(status), result) for data, status, result in rows]
 
@@ -436,9 +438,7 @@ class Fleet:
 
     def diagnosis(self) -> str:
         """What the database and the hosts say, for a scenario that timed out."""
-        with psycopg.connect(
-            host="127.0.0.1", port=self.cluster.port, user="postgres", dbname=self.db
-        ) as connection:
+        with self.connect() as connection:
             tasks = connection.execute(
                 "SELECT status, num_retries, count(*) FROM tasks GROUP BY 1, 2 ORDER BY 1, 2"
             ).fetchall()
