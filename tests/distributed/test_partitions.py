@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from aana.configs.db import DbSettings
-from tests.distributed import harness
+from tests.distributed import fleet_app, harness
 from tests.distributed.harness import Fleet, wait_for
 from tests.relay import Relay
 
@@ -84,6 +84,12 @@ def run_fault(
     started = time.monotonic()
     fleet.start(PROCESSES, HEARTBEAT_TIMEOUT)
     wait_for(lambda: len(hosts_running(fleet)) == harness.HOSTS, 60, "every host working")
+    # The cut host must hold started tasks whose results it has not stored: with 40 ms
+    # tasks all its slots may be between a result and the next claim at the cut (it
+    # happened once in CI). Its handlers slow down first, so every slot is mid-task.
+    slow = fleet.record_dir / f"slow-{faulted}"
+    slow.touch()
+    time.sleep(fleet_app.SLOW / 4)
     cut_at = time.time()
     cut()
     try:
@@ -101,6 +107,7 @@ def run_fault(
         except AssertionError as error:
             raise AssertionError(f"{error}\n{fleet.diagnosis()}") from None
     finally:
+        slow.unlink()
         restore()
     restored_at = time.time()
     extra = probe(fleet, faulted, restored_at, TASKS)
