@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aana.configs.settings import Settings
 from aana.exceptions.config import (
     AppAttributeNotFoundError,
     AppModuleNotFoundError,
@@ -18,10 +17,12 @@ from aana.exceptions.config import (
 from aana.tasks.app import TaskQueueMixin
 
 if TYPE_CHECKING:
-    # Alembic loads only when migrations run: worker processes never need it.
+    # The settings load on first use, Alembic only when migrations run: a worker process
+    # of ``aana worker --processes N`` needs neither (it is handed its options).
+    from aana.configs.settings import Settings
     from aana.storage.op import AppMigrations
 
-MigrationFunc = Callable[[Settings], Any]
+MigrationFunc = Callable[["Settings"], Any]
 
 
 class AanaSDK(TaskQueueMixin):

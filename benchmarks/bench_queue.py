@@ -917,16 +917,16 @@ def bench_memory(db: DbSettings) -> None:
 
 
 FLOORS = {
-    "psycopg, SQLAlchemy Core, pydantic-settings": (
-        "import asyncio, psycopg, pydantic_settings, sqlalchemy"
-    ),
-    "the same + SQLAlchemy ORM": (
+    "psycopg, SQLAlchemy Core": "import asyncio, psycopg, sqlalchemy",
+    "the same + pydantic-settings + SQLAlchemy ORM": (
         "import asyncio, psycopg, pydantic_settings, sqlalchemy, sqlalchemy.orm"
     ),
 }
-"""What a worker process cannot do without, whatever its own code: the driver, the
-engine and its pool, the settings; then the ORM, which an application's module loads
-as soon as it imports an entity or a repository."""
+"""What a worker process cannot do without, whatever its own code: the driver, and the
+engine and its pool. Then the settings and the ORM: a worker process of ``aana worker
+--processes N`` loads neither (it is handed its options and database, and its queue
+statements are Core), but an application's module loads them as soon as it imports
+``Settings``, an entity or a repository."""
 
 
 def floor_rss(imports: str) -> float:

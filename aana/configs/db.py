@@ -143,29 +143,6 @@ def config_from_url(url: str) -> dict[str, Any]:
     )
 
 
-_URL_SCHEMES = ("postgresql://", "postgres://")
-
-
-def direct_conninfo(url: str) -> str:
-    """A libpq connection string for a direct connection given as a URL.
-
-    ``postgresql://user@host:5432/db`` (SQLAlchemy's ``postgresql+psycopg://`` also works).
-
-    Raises:
-        ConfigurationError: ``url`` is not a PostgreSQL URL.
-
-    """
-    scheme, separator, rest = url.partition("://")
-    conninfo = f"{scheme.split('+', 1)[0]}{separator}{rest}"
-    if not conninfo.startswith(_URL_SCHEMES):
-        raise ConfigurationError(
-            "listen_url must be a PostgreSQL URL with a direct connection to the server "
-            "(not through a pooler), e.g. postgresql://aana@db.internal:5432/aana; got a "
-            f"value starting with {scheme[:20]!r}."
-        )
-    return conninfo
-
-
 def _as_mapping(value: Any) -> dict[str, Any]:
     # Keys and their types are checked per datastore when the engine is built, so that a
     # missing key is reported as a KeyError naming it (the documented behaviour).

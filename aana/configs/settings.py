@@ -16,7 +16,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from aana.configs.db import DbSettings, direct_conninfo, example_for
+from aana.configs.db import DbSettings, example_for
 from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 
 
@@ -56,6 +56,8 @@ class TaskQueueSettings(BaseModel):
     @classmethod
     def _direct_url(cls, value: str | None) -> str | None:
         if value:
+            from aana.storage.pooling import direct_conninfo  # SQLAlchemy: only when needed
+
             direct_conninfo(value)  # refuses anything but a PostgreSQL URL
         return value or None
 

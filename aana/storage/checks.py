@@ -23,6 +23,7 @@ What is refused, and why:
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import operator
@@ -254,6 +255,43 @@ def check_json(value: Any, where: str) -> Any:
             f"{where} must be JSON-serialisable and storable: {where}{path} {problem}.", where
         )
     return value
+
+
+_JSON = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps(...) builds one per call
+_SHALLOW_TEXT = 2 * MAX_JSON_DEPTH
+"""JSON text this short cannot nest deeper than ``MAX_JSON_DEPTH``."""
+
+
+def json_text(value: Any, what: str) -> str:
+    """``value`` as JSON text, or a ``TypeError`` if it cannot be stored as JSON.
+
+    Raises:
+        InvalidJsonException: ``value`` holds something JSON cannot (an object, NaN,
+            infinity), text no backend can store (a lone surrogate, NUL), or is nested
+            deeper than ``MAX_JSON_DEPTH``. A ``TypeError`` (and a
+            ``ValueError``); never a ``RecursionError``.
+
+    """
+    # The C encoder first, then the walk of ``check_json`` (which names the
+    # problem) only if the text leaves a doubt: an escaped NUL or surrogate (a pair is
+    # a character beyond the BMP, alone it is unstorable), or enough characters for a
+    # nesting deeper than allowed (each level takes two brackets). Most task data is
+    # small and plain, and never walked.
+    refused: Exception | None = None
+    try:
+        text = _JSON.encode(value)
+    except (TypeError, ValueError, RecursionError) as error:
+        text, refused = "", error
+    if refused is not None or len(text) > _SHALLOW_TEXT or "\\u0000" in text or "\\ud" in text:
+        check_json(value, what)  # walks without recursion: raises what is wrong
+    if refused is not None:  # what the walk accepts but the encoder refused
+        raise InvalidJsonException(
+            f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, "
+            f"booleans, None; no NaN or infinity): {refused}. Convert other values, "
+            "e.g. str(path).",
+            what,
+        )
+    return text
 
 
 _LARGEST_ROW_COUNT = (1 << 63) - 1

@@ -14,12 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Dialect, Update
-from sqlalchemy.orm import QueryableAttribute
 
 Converter = Callable[[Any], Any] | None
 """A type's bind or result processor for a dialect (None: the value goes as it is)."""
 
-Column = ColumnElement[Any] | QueryableAttribute[Any]
+Column = ColumnElement[Any]
 
 
 def convert(process: Converter, value: Any) -> Any:

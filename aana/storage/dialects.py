@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -220,7 +220,7 @@ def sqlite_engine_options(path: str, connection_timeout: int) -> dict[str, Any]:
 
 
 def postgresql_engine_options(
-    config: dict[str, Any],
+    config: Mapping[str, Any],
     connection_timeout: int,
     query_timeout: int,
     idle_in_transaction_timeout: int = 0,

@@ -3,13 +3,17 @@
 The settings are plain data; the engines built from them are kept here, by the identity
 of the settings object, for as long as that object lives. This module does not import
 ``aana.configs`` (only for type checking): the configuration delegates to it, never the
-other way round.
+other way round. An engine is built from an ``EngineSpec``, the settings' checked values:
+a worker process receives one and builds its engine without loading the settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +22,6 @@ from weakref import WeakKeyDictionary
 import sqlalchemy
 from sqlalchemy import Engine, Table, event
 from sqlalchemy.engine import URL, ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 from sqlalchemy.sql.visitors import iterate
 
 from aana.exceptions.config import ConfigurationError
@@ -30,7 +32,61 @@ from aana.exceptions.db import (
 from aana.storage import dialects, pooling
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from aana.configs.db import DbSettings
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What an engine is built from: the values of a ``DbSettings``, checked.
+
+    Plain data (JSON as ``dataclasses.asdict`` gives it), so that a worker process can be
+    handed its database without loading the settings' models. The repr leaves out
+    ``datastore_config``, which may hold a password.
+    """
+
+    datastore_type: str
+    datastore_config: Mapping[str, Any] = field(repr=False)
+    pool_size: int
+    max_overflow: int
+    pool_recycle: int
+    query_timeout: int
+    connection_timeout: int
+    idle_in_transaction_timeout: int
+
+    @classmethod
+    def of(cls, settings: DbSettings) -> EngineSpec:
+        """The spec of ``settings``.
+
+        Raises:
+            ConfigurationError: ``datastore_type`` is not supported (a ``ValueError``), or
+                a value of ``datastore_config`` has the wrong type.
+            MissingConfigKeyError: ``datastore_config`` lacks a key (a ``KeyError``).
+
+        """
+        datastore_type, config = settings.checked_config()
+        if "path" in config:
+            config = {**config, "path": str(config["path"])}  # a PathLike is not JSON
+        return cls(
+            datastore_type.value,
+            config,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_recycle=settings.pool_recycle,
+            query_timeout=settings.query_timeout,
+            connection_timeout=settings.connection_timeout,
+            idle_in_transaction_timeout=settings.idle_in_transaction_timeout,
+        )
+
+    def to_json(self) -> str:
+        """The spec as JSON, for another process (see ``from_json``); it holds the password."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> EngineSpec:
+        """The spec ``to_json`` wrote."""
+        return cls(**json.loads(text))
 
 
 _CONNECT_ARGS: WeakKeyDictionary[Engine, dict[str, Any]] = WeakKeyDictionary()
@@ -48,7 +104,7 @@ def driver_connect_arguments(engine: Engine) -> tuple[list[Any], dict[str, Any]]
     return list(cargs), {**cparams, **_CONNECT_ARGS.get(engine, {})}
 
 
-def _sqlite_path(config: dict[str, Any]) -> str:
+def _sqlite_path(config: Mapping[str, Any]) -> str:
     path = Path(config["path"]).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,10 +121,10 @@ def _sqlite_path(config: dict[str, Any]) -> str:
     return str(path)
 
 
-def _engine_options(settings: DbSettings) -> dict[str, Any]:
-    datastore_type, config = settings.checked_config()
-    # DbType is a str enum whose values are SQLAlchemy's dialect names.
-    if datastore_type == "sqlite":
+def _engine_options(settings: EngineSpec) -> dict[str, Any]:
+    config = settings.datastore_config
+    # The values of DbType are SQLAlchemy's dialect names.
+    if settings.datastore_type == "sqlite":
         options = dialects.sqlite_engine_options(_sqlite_path(config), settings.connection_timeout)
     else:
         if not dialects.HAS_PSYCOPG:
@@ -137,7 +193,7 @@ def connection_error(url: URL, error: BaseException) -> DatabaseConnectionExcept
     )
 
 
-def _configure(engine: Engine, settings: DbSettings) -> None:
+def _configure(engine: Engine, settings: EngineSpec) -> None:
     if engine.dialect.name == "sqlite":
         dialects.configure_sqlite_engine(engine, settings.connection_timeout * 1000)
     dialects.begin_when_needed(engine)
@@ -145,7 +201,7 @@ def _configure(engine: Engine, settings: DbSettings) -> None:
     _report_errors(engine)
 
 
-def create_engine(settings: DbSettings) -> Engine:
+def create_engine(settings: EngineSpec) -> Engine:
     """A new engine for ``settings``."""
     options = _engine_options(settings)
     engine = sqlalchemy.create_engine(options.pop("url"), **options)
@@ -154,9 +210,12 @@ def create_engine(settings: DbSettings) -> Engine:
     return engine
 
 
-def create_async_engine(settings: DbSettings) -> AsyncEngine:
+def create_async_engine(settings: EngineSpec) -> AsyncEngine:
     """A new asyncio engine for ``settings`` (aiosqlite or psycopg's async mode)."""
     options = _engine_options(settings)
+    # Imported here: it loads the ORM, which a worker process does without.
+    from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+
     engine = sa_create_async_engine(dialects.async_url(options.pop("url")), **options)
     _configure(engine.sync_engine, settings)
     return engine
@@ -230,7 +289,7 @@ def engine_for(settings: DbSettings) -> Engine:
     with _lock:
         entry = _entry_of(settings)
         if entry.sync is None:
-            entry.sync = create_engine(settings)
+            entry.sync = create_engine(EngineSpec.of(settings))
         return entry.sync
 
 
@@ -239,5 +298,5 @@ def async_engine_for(settings: DbSettings) -> AsyncEngine:
     with _lock:
         entry = _entry_of(settings)
         if entry.asyncio is None:
-            entry.asyncio = create_async_engine(settings)
+            entry.asyncio = create_async_engine(EngineSpec.of(settings))
         return entry.asyncio

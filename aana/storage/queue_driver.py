@@ -32,7 +32,7 @@ from aana.storage import dialects, queue_sql
 from aana.storage.compiled import DriverStatement, ResultRows
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
-from aana.storage.models.task import Status
+from aana.storage.tables import Status
 
 _CONVERTED = {
     "endpoint": "endpoint",

@@ -24,14 +24,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, Update
+from sqlalchemy import Engine, Update
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
 from aana.storage.compiled import DriverStatement, ResultRows
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
-from aana.storage.models.task import TaskEntity
+from aana.storage.tables import tasks
 
 
 class DriverTurn:
@@ -45,7 +45,7 @@ class DriverTurn:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._table = cast(Table, TaskEntity.__table__)
+        self._table = tasks
         self._finish = DriverStatement(queue_sql.finish_many(), engine.dialect)
         self._claims: dict[Update, DriverStatement] = {}  # by statement, one per kind
         self._rows = ResultRows(queue_sql.JOB_COLUMNS, engine.dialect)

@@ -48,7 +48,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
-from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
@@ -61,36 +60,29 @@ from aana.storage.dialects import (
     smallest,
     utcnow,
 )
-from aana.storage.models.task import CLAIMABLE_SQL, UNFINISHED_SQL, Status, TaskEntity
-from aana.storage.models.task_count import TaskCountEntity
-from aana.storage.models.worker import WorkerEntity
+from aana.storage.tables import CLAIMABLE_SQL, UNFINISHED_SQL, Status, task_counts, tasks, workers
 from aana.storage.types import CheckedFloat, JsonType, UtcDateTime
 
-Task = TaskEntity
 CLAIMABLE = (Status.CREATED, Status.NOT_FINISHED)
 ACTIVE = (Status.ASSIGNED, Status.RUNNING)
 FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 UNFINISHED = (*CLAIMABLE, *ACTIVE)
-CLAIM_ORDER = (Task.priority.desc(), Task.scheduled_at, Task.id)
+CLAIM_ORDER = (tasks.c.priority.desc(), tasks.c.scheduled_at, tasks.c.id)
 """Highest priority first, then the task due first: the order of ``ix_tasks_claimable``."""
 
 
-def _type_of(attribute: InstrumentedAttribute[Any]) -> Any:
-    """The type of a task column, for a parameter bound to it.
-
-    It checks the values bound (``aana.storage.types``), where a plain ``Float()`` would
-    let NaN through.
-    """
-    return Task.__table__.c[attribute.key].type
-
-
-JOB_COLUMNS = (Task.id, Task.num_retries, Task.assigned_at, Task.endpoint, Task.data, Task.user_id)
+JOB_COLUMNS = (
+    tasks.c.id,
+    tasks.c.num_retries,
+    tasks.c.assigned_at,
+    tasks.c.endpoint,
+    tasks.c.data,
+    tasks.c.user_id,
+)
 """What a worker needs of a task it claims: the attempt, and what to run."""
 
 
-def one_of(
-    column: ColumnElement[Any] | InstrumentedAttribute[Any], values: Sequence[Any]
-) -> ColumnElement[bool]:
+def one_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
     """``column IN values``, one bound parameter per value.
 
     Not an "expanding" parameter: the statement's SQL is then the same on every call,
@@ -106,7 +98,7 @@ def due() -> ColumnElement[bool]:
     PostgreSQL), fixed while it runs: the planner may compare it inside an index scan,
     so tasks not yet due are skipped on their index entry, never fetched.
     """
-    return Task.scheduled_at <= utcnow()
+    return tasks.c.scheduled_at <= utcnow()
 
 
 def claimable(retryable_exceptions: tuple[str, ...], recheck: bool = False) -> ColumnElement[bool]:
@@ -126,9 +118,9 @@ def claimable(retryable_exceptions: tuple[str, ...], recheck: bool = False) -> C
     if not retryable_exceptions:
         return condition
     retryable = and_(
-        Task.status == Status.FAILED,
-        Task.num_retries < bindparam("max_retries", type_=Integer()),
-        one_of(Task.result["error"].as_string(), retryable_exceptions),
+        tasks.c.status == Status.FAILED,
+        tasks.c.num_retries < bindparam("max_retries", type_=Integer()),
+        one_of(tasks.c.result["error"].as_string(), retryable_exceptions),
     )
     return or_(condition, retryable if recheck else and_(retryable, due()))
 
@@ -158,23 +150,23 @@ def claim_candidates(
     order = CLAIM_ORDER
     limit = bindparam("limit", type_=Integer()) if limited else None
     if not per_user:
-        query = select(Task.id).where(condition).order_by(*order).limit(limit)
+        query = select(tasks.c.id).where(condition).order_by(*order).limit(limit)
         return query.with_for_update(skip_locked=True)
 
     max_active = bindparam("max_active", type_=Integer())
-    still_active = [] if leaving is None else [Task.id.not_in(leaving)]
+    still_active = [] if leaving is None else [tasks.c.id.not_in(leaving)]
     active = (
-        select(Task.user_id, func.count().label("active"))
-        .where(one_of(Task.status, ACTIVE), Task.user_id.is_not(None), *still_active)
-        .group_by(Task.user_id)
+        select(tasks.c.user_id, func.count().label("active"))
+        .where(one_of(tasks.c.status, ACTIVE), tasks.c.user_id.is_not(None), *still_active)
+        .group_by(tasks.c.user_id)
         .subquery("active")
     )
     full = select(active.c.user_id).where(active.c.active >= max_active)
     # Only the head of the queue is ranked (it reads the claim-order index): users at
     # their limit are skipped, and a user with room gets at most that much of the head.
     head = (
-        select(Task.id, Task.user_id, Task.priority, Task.scheduled_at)
-        .where(condition, or_(Task.user_id.is_(None), Task.user_id.not_in(full)))
+        select(tasks.c.id, tasks.c.user_id, tasks.c.priority, tasks.c.scheduled_at)
+        .where(condition, or_(tasks.c.user_id.is_(None), tasks.c.user_id.not_in(full)))
         .order_by(*order)
         .limit(None if limit is None else limit * 4)
         .subquery("head")
@@ -196,8 +188,8 @@ def claim_candidates(
     )
     # Only the rows taken are locked; those another claimer holds are skipped.
     return (
-        select(Task.id)
-        .where(Task.id.in_(fitting), condition)
+        select(tasks.c.id)
+        .where(tasks.c.id.in_(fitting), condition)
         .order_by(*order)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -260,13 +252,13 @@ def _claiming(chosen: Select[Any], retryable: tuple[str, ...], job: bool, relaxe
     # more tasks than ``limit`` would be claimed.
     candidates = chosen.cte("candidates").prefix_with("MATERIALIZED", dialect="postgresql")
     statement = (
-        update(Task)
-        .where(Task.id.in_(select(candidates.c.id)), claimable(retryable, recheck=True))
+        update(tasks)
+        .where(tasks.c.id.in_(select(candidates.c.id)), claimable(retryable, recheck=True))
         .values(
             status=Status.RUNNING if job else Status.ASSIGNED,
             assigned_at=utcnow(),
             updated_at=utcnow(),
-            num_retries=Task.num_retries + 1,
+            num_retries=tasks.c.num_retries + 1,
         )
     )
     if relaxed:
@@ -274,7 +266,7 @@ def _claiming(chosen: Select[Any], retryable: tuple[str, ...], job: bool, relaxe
         # statement's transaction, so the pooled connection keeps its own setting.
         setting = select(func.set_config("synchronous_commit", "off", True)).scalar_subquery()
         statement = statement.where(setting.is_not(None))
-    return statement.returning(*JOB_COLUMNS) if job else statement.returning(Task)
+    return statement.returning(*JOB_COLUMNS) if job else statement.returning(*tasks.c)
 
 
 def _new_task_values() -> dict[str, Any]:
@@ -283,11 +275,11 @@ def _new_task_values() -> dict[str, Any]:
     at = bindparam("at", type_=UtcDateTime())
     delay = cast(bindparam("delay", type_=Float()), Float())
     return {
-        "id": bindparam("id", type_=Task.__table__.c.id.type),
-        "endpoint": bindparam("endpoint", type_=_type_of(Task.endpoint)),
+        "id": bindparam("id", type_=tasks.c.id.type),
+        "endpoint": bindparam("endpoint", type_=tasks.c.endpoint.type),
         "data": json_text(bindparam("data", type_=String())),
-        "priority": bindparam("priority", type_=_type_of(Task.priority)),
-        "user_id": bindparam("user", type_=_type_of(Task.user_id)),
+        "priority": bindparam("priority", type_=tasks.c.priority.type),
+        "user_id": bindparam("user", type_=tasks.c.user_id.type),
         "scheduled_at": func.coalesce(at, utcnow(delay)),
     }
 
@@ -299,7 +291,7 @@ def new_task() -> Insert:
     Parameters: ``id``, ``endpoint``, ``data`` (its JSON text), ``priority``, ``user``,
     ``at`` (an aware datetime, or None) and ``delay`` (seconds; used when ``at`` is None).
     """
-    return insert(Task).values(_new_task_values())
+    return insert(tasks).values(_new_task_values())
 
 
 UNFINISHED_WITH_KEY = text(f"dedupe_key IS NOT NULL AND {UNFINISHED_SQL}")
@@ -314,10 +306,8 @@ def new_task_once(dialect: Dialect) -> Insert:
     with that key is unfinished (see ``task_with_key``).
     """
     values = {**_new_task_values(), "dedupe_key": bindparam("dedupe_key", type_=String())}
-    statement = insert_unless_conflicting(
-        dialect, Task.__table__, [Task.__table__.c.dedupe_key], UNFINISHED_WITH_KEY
-    )
-    return statement.values(values).returning(Task.id)
+    statement = insert_unless_conflicting(dialect, tasks, [tasks.c.dedupe_key], UNFINISHED_WITH_KEY)
+    return statement.values(values).returning(tasks.c.id)
 
 
 @cache
@@ -328,10 +318,8 @@ def new_periodic_task(dialect: Dialect) -> Insert:
     another worker stored that period's task first.
     """
     values = {**_new_task_values(), "period_key": bindparam("period_key", type_=String())}
-    statement = insert_unless_conflicting(
-        dialect, Task.__table__, [Task.__table__.c.period_key], None
-    )
-    return statement.values(values).returning(Task.id)
+    statement = insert_unless_conflicting(dialect, tasks, [tasks.c.period_key], None)
+    return statement.values(values).returning(tasks.c.id)
 
 
 @cache
@@ -340,8 +328,10 @@ def seconds_to_next_due() -> Select[datetime, Any]:
 
     Failed tasks count too: a retryable failure waits out its back-off as FAILED.
     """
-    waiting = one_of(Task.status, (*CLAIMABLE, Status.FAILED))
-    earliest = select(func.min(Task.scheduled_at)).where(waiting, Task.scheduled_at > utcnow())
+    waiting = one_of(tasks.c.status, (*CLAIMABLE, Status.FAILED))
+    earliest = select(func.min(tasks.c.scheduled_at)).where(
+        waiting, tasks.c.scheduled_at > utcnow()
+    )
     return select(earliest.scalar_subquery(), utcnow())
 
 
@@ -349,7 +339,7 @@ def seconds_to_next_due() -> Select[datetime, Any]:
 def task_with_key() -> Select[UUID]:
     """The unfinished task with the ``dedupe_key`` given (at most one)."""
     key = bindparam("dedupe_key", type_=String())
-    return select(Task.id).where(Task.dedupe_key == key, text(UNFINISHED_SQL))
+    return select(tasks.c.id).where(tasks.c.dedupe_key == key, text(UNFINISHED_SQL))
 
 
 def set_status(
@@ -379,32 +369,32 @@ def set_status(
 @cache
 def _set_status(status: Status, with_progress: bool, with_result: bool) -> Update:
     values: dict[str, Any] = {
-        "status": bindparam("status", type_=Task.__table__.c.status.type),
+        "status": bindparam("status", type_=tasks.c.status.type),
         "updated_at": utcnow(),
         # A task that is no longer finished has no completion time.
         "completed_at": utcnow() if status in FINISHED else null(),
     }
     if with_progress:
-        values["progress"] = bindparam("progress", type_=_type_of(Task.progress))
+        values["progress"] = bindparam("progress", type_=tasks.c.progress.type)
     if with_result:
         values["result"] = bindparam("result", type_=JsonType)
     if status == Status.ASSIGNED:
         values["assigned_at"] = utcnow()
-        values["num_retries"] = Task.num_retries + 1
-    task_id = bindparam("task_id", type_=Task.__table__.c.id.type)
+        values["num_retries"] = tasks.c.num_retries + 1
+    task_id = bindparam("task_id", type_=tasks.c.id.type)
     # The whole task: the one loaded is refreshed, as a query would load it.
-    return update(Task).where(Task.id == task_id).values(values).returning(Task)
+    return update(tasks).where(tasks.c.id == task_id).values(values).returning(*tasks.c)
 
 
 def retry(task_id: UUID) -> Update:
     """Send a task back to the queue as new, due now, unless it is being worked on."""
-    return retry_where(Task.id == task_id, Task.status.not_in(ACTIVE))
+    return retry_where(tasks.c.id == task_id, tasks.c.status.not_in(ACTIVE))
 
 
 def retry_where(*conditions: ColumnElement[bool]) -> Update:
     """Send the tasks matching ``conditions`` back to the queue as new, due now; returns them."""
     return (
-        update(Task)
+        update(tasks)
         .where(*conditions)
         .values(
             status=Status.CREATED,
@@ -417,7 +407,7 @@ def retry_where(*conditions: ColumnElement[bool]) -> Update:
             scheduled_at=utcnow(),
             updated_at=utcnow(),
         )
-        .returning(Task)
+        .returning(*tasks.c)
     )
 
 
@@ -428,17 +418,17 @@ def cancel(task_id: UUID) -> Update:
     assigned or running gets ``cancel_requested``, and its worker stores CANCELLED
     when its handler ends.
     """
-    waiting = one_of(Task.status, CLAIMABLE)
+    waiting = one_of(tasks.c.status, CLAIMABLE)
     return (
-        update(Task)
-        .where(Task.id == task_id, one_of(Task.status, UNFINISHED))
+        update(tasks)
+        .where(tasks.c.id == task_id, one_of(tasks.c.status, UNFINISHED))
         .values(
-            status=case((waiting, Status.CANCELLED.value), else_=Task.status),
-            completed_at=case((waiting, utcnow()), else_=Task.completed_at),
+            status=case((waiting, Status.CANCELLED.value), else_=tasks.c.status),
+            completed_at=case((waiting, utcnow()), else_=tasks.c.completed_at),
             cancel_requested=True,
             updated_at=utcnow(),
         )
-        .returning(Task)
+        .returning(*tasks.c)
     )
 
 
@@ -461,18 +451,18 @@ def backoff_by_endpoint(default: Backoff, overrides: Mapping[str, Backoff]) -> C
         if not overrides:
             return fallback
         whens = [
-            (Task.endpoint == endpoint, literal(float(getattr(policy, name))))
+            (tasks.c.endpoint == endpoint, literal(float(getattr(policy, name))))
             for endpoint, policy in overrides.items()
         ]
         return case(*whens, else_=fallback)
 
     return backoff_seconds(
-        Task.num_retries, policy_value("base"), policy_value("cap"), policy_value("jitter")
+        tasks.c.num_retries, policy_value("base"), policy_value("cap"), policy_value("jitter")
     )
 
 
 def backoff_seconds(
-    attempt: ColumnElement[Any] | InstrumentedAttribute[Any], base: Any, cap: Any, jitter: Any
+    attempt: ColumnElement[Any], base: Any, cap: Any, jitter: Any
 ) -> ColumnElement[Any]:
     """``min(cap, base * 2 ** (attempt - 1))``, less up to ``jitter`` of it, in SQL.
 
@@ -491,16 +481,20 @@ def heartbeat(task_ids: Sequence[UUID]) -> Update:
 
     Rows another transaction holds (a result being stored) are skipped, not waited for.
     """
-    alive = select(Task.id).where(Task.id.in_(task_ids), Task.status.in_(ACTIVE))
+    alive = select(tasks.c.id).where(tasks.c.id.in_(task_ids), tasks.c.status.in_(ACTIVE))
     return (
-        update(Task)
-        .where(Task.id.in_(alive.with_for_update(skip_locked=True)))
+        update(tasks)
+        .where(tasks.c.id.in_(alive.with_for_update(skip_locked=True)))
         .values(updated_at=utcnow())
     )
 
 
 def expire(
-    execution_timeout: float, heartbeat_timeout: float, backoff: ColumnElement[Any] | None = None
+    execution_timeout: float,
+    heartbeat_timeout: float,
+    max_retries: int,
+    retry_policy: Backoff | None = None,
+    endpoint_policies: Mapping[str, Backoff] | None = None,
 ) -> tuple[Update, dict[str, Any]]:
     """Hand back, or fail, active tasks whose attempt ran too long or went silent.
 
@@ -508,15 +502,17 @@ def expire(
     goes back to the queue as NOT_FINISHED; the others are FAILED with a
     ``TimeoutError`` (ran longer than ``execution_timeout``) or ``HeartbeatTimeoutError``
     result. Rows locked by a transaction in progress (a result being stored) are
-    skipped. A task handed back is due after ``backoff`` seconds (an expression of the
-    task's columns, see ``backoff_seconds``; None: at once). A task whose cancellation
-    was requested ends CANCELLED. Returns the tasks changed.
+    skipped. A task handed back is due after the back-off of ``retry_policy``, or of
+    its endpoint's policy in ``endpoint_policies`` (see ``backoff_by_endpoint``); without
+    a policy, at once. A task whose cancellation was requested ends CANCELLED. The
+    statement returns the tasks changed.
 
     Returns:
-        The statement and its parameters other than ``max_retries``.
+        The statement and its parameters.
 
     """
     params = {
+        "max_retries": max_retries,
         "execution_timeout": -float(execution_timeout),
         "heartbeat_timeout": -float(heartbeat_timeout),
         "timeout_result": {
@@ -528,13 +524,9 @@ def expire(
             "message": f"No heartbeat for {heartbeat_timeout} seconds.",
         },
     }
-    if backoff is None:
-        return _expire(), params
-    return _expire(backoff), params
-
-
-def _expire(backoff: ColumnElement[Any] | None = None) -> Update:
-    return _expire_cached() if backoff is None else _expire_statement(backoff)
+    if retry_policy is None:
+        return _expire_cached(), params
+    return _expire_statement(backoff_by_endpoint(retry_policy, endpoint_policies or {})), params
 
 
 @cache
@@ -543,34 +535,34 @@ def _expire_cached() -> Update:
 
 
 def _expire_statement(backoff: ColumnElement[Any]) -> Update:
-    too_long = Task.assigned_at < utcnow(bindparam("execution_timeout", type_=CheckedFloat()))
-    silent = Task.updated_at < utcnow(bindparam("heartbeat_timeout", type_=CheckedFloat()))
+    too_long = tasks.c.assigned_at < utcnow(bindparam("execution_timeout", type_=CheckedFloat()))
+    silent = tasks.c.updated_at < utcnow(bindparam("heartbeat_timeout", type_=CheckedFloat()))
     lost = (
-        select(Task.id)
-        .where(Task.status.in_(ACTIVE), or_(too_long, silent))
+        select(tasks.c.id)
+        .where(tasks.c.status.in_(ACTIVE), or_(too_long, silent))
         .with_for_update(skip_locked=True)
     )
-    retry = Task.num_retries < bindparam("max_retries", type_=Integer())
+    retry = tasks.c.num_retries < bindparam("max_retries", type_=Integer())
     failure = case(
         (too_long, bindparam("timeout_result", type_=JsonType)),
         else_=bindparam("silent_result", type_=JsonType),
     )
-    cancelled = Task.cancel_requested == true()
+    cancelled = tasks.c.cancel_requested == true()
     return (
-        update(Task)
-        .where(Task.id.in_(lost), Task.status.in_(ACTIVE))
+        update(tasks)
+        .where(tasks.c.id.in_(lost), tasks.c.status.in_(ACTIVE))
         .values(
             status=case(
                 (cancelled, Status.CANCELLED.value),
                 (retry, Status.NOT_FINISHED.value),
                 else_=Status.FAILED.value,
             ),
-            result=case((cancelled, Task.result), (retry, Task.result), else_=failure),
+            result=case((cancelled, tasks.c.result), (retry, tasks.c.result), else_=failure),
             completed_at=case((and_(retry, ~cancelled), null()), else_=utcnow()),
-            scheduled_at=case((retry, utcnow(backoff)), else_=Task.scheduled_at),
+            scheduled_at=case((retry, utcnow(backoff)), else_=tasks.c.scheduled_at),
             updated_at=utcnow(),
         )
-        .returning(Task)
+        .returning(*tasks.c)
     )
 
 
@@ -601,20 +593,20 @@ def held(*statuses: Status, rows: TableValuedAlias | None = None) -> ColumnEleme
     dead): on a busy queue, 39,000 entries for the results of 10 tasks.
     """
     # Not IN: an "expanding" IN parameter cannot be executed over many rows.
-    in_status = or_(*(Task.status == status for status in statuses))
+    in_status = or_(*(tasks.c.status == status for status in statuses))
     if rows is None:
         return and_(
-            Task.id == bindparam("fence_id", type_=Task.__table__.c.id.type),
-            Task.num_retries == bindparam("fence_number"),
-            Task.assigned_at == bindparam("fence_assigned_at", type_=UtcDateTime()),
+            tasks.c.id == bindparam("fence_id", type_=tasks.c.id.type),
+            tasks.c.num_retries == bindparam("fence_number"),
+            tasks.c.assigned_at == bindparam("fence_assigned_at", type_=UtcDateTime()),
             in_status,
         )
     fence_id, number, assigned_at = (rows.c[name] for name in ATTEMPT_COLUMNS)
     return and_(
-        Task.id == any_(bindparam("ids", type_=ARRAY(Uuid()))),
-        Task.id == fence_id,
-        Task.num_retries == number,
-        Task.assigned_at == assigned_at,
+        tasks.c.id == any_(bindparam("ids", type_=ARRAY(Uuid()))),
+        tasks.c.id == fence_id,
+        tasks.c.num_retries == number,
+        tasks.c.assigned_at == assigned_at,
         in_status.is_(true()),
     )
 
@@ -678,7 +670,7 @@ def start_many(together: bool = False) -> Update:
     ``together``: all rows in one ``rows`` parameter (see ``json_rows``); likewise below.
     """
     rows = json_rows() if together else None
-    return update(Task).where(held(Status.ASSIGNED, rows=rows)).values(status=Status.RUNNING)
+    return update(tasks).where(held(Status.ASSIGNED, rows=rows)).values(status=Status.RUNNING)
 
 
 @cache
@@ -704,20 +696,20 @@ def finish_many(together: bool = False) -> Update:
         delay: ColumnElement[Any] = rows.c.retry_delay
     else:
         rows = None
-        status_type = Task.__table__.c.status.type
+        status_type = tasks.c.status.type
         new_status = cast(bindparam("new_status", type_=status_type), String())
         new_result = bindparam("new_result", type_=JsonType)
-        new_progress = bindparam("new_progress", type_=_type_of(Task.progress))
+        new_progress = bindparam("new_progress", type_=tasks.c.progress.type)
         delay = cast(bindparam("retry_delay", type_=Float()), Float())
-    cancelled = Task.cancel_requested == true()
+    cancelled = tasks.c.cancel_requested == true()
     return (
-        update(Task)
+        update(tasks)
         .where(held(Status.RUNNING, rows=rows))
         .values(
             status=case((cancelled, Status.CANCELLED.value), else_=new_status),
-            scheduled_at=func.coalesce(utcnow(delay), Task.scheduled_at),
+            scheduled_at=func.coalesce(utcnow(delay), tasks.c.scheduled_at),
             result=new_result,
-            progress=func.coalesce(new_progress, Task.progress),
+            progress=func.coalesce(new_progress, tasks.c.progress),
             completed_at=utcnow(),
         )
     )
@@ -742,7 +734,7 @@ def finish_and_claim(request: ClaimRequest) -> Select[Any]:
 
 @cache
 def _finish_and_claim(retryable: tuple[str, ...], per_user: bool, limited: bool) -> Select[Any]:
-    finished = finish_many(True).returning(Task.id).cte("finished")
+    finished = finish_many(True).returning(tasks.c.id).cte("finished")
     chosen = claim_candidates(retryable, per_user, limited, leaving=select(finished.c.id))
     claimed = _claiming(chosen, retryable, job=True, relaxed=False).cte("claimed")
     written = select(func.array_agg(finished.c.id)).scalar_subquery().label("written")
@@ -753,13 +745,13 @@ def _finish_and_claim(retryable: tuple[str, ...], per_user: bool, limited: bool)
 @cache
 def release_many(together: bool = False) -> Update:
     """Hand an unfinished attempt back as NOT_FINISHED, or CANCELLED if it was (many rows)."""
-    cancelled = Task.cancel_requested == true()
+    cancelled = tasks.c.cancel_requested == true()
     return (
-        update(Task)
+        update(tasks)
         .where(held(*ACTIVE, rows=json_rows() if together else None))
         .values(
             status=case((cancelled, Status.CANCELLED.value), else_=Status.NOT_FINISHED.value),
-            completed_at=case((cancelled, utcnow()), else_=Task.completed_at),
+            completed_at=case((cancelled, utcnow()), else_=tasks.c.completed_at),
         )
     )
 
@@ -768,13 +760,13 @@ def release_many(together: bool = False) -> Update:
 def heartbeat_many(together: bool = False) -> Update:
     """Keep an attempt alive; a task claimed again since is left alone (many rows)."""
     rows = json_rows() if together else None
-    return update(Task).where(held(*ACTIVE, rows=rows)).values(updated_at=utcnow())
+    return update(tasks).where(held(*ACTIVE, rows=rows)).values(updated_at=utcnow())
 
 
 @cache
 def attempt_state() -> Select[UUID, Status]:
     """The task of one attempt and its status, if the attempt still holds it."""
-    return select(Task.id, Task.status).where(held(*Status))
+    return select(tasks.c.id, tasks.c.status).where(held(*Status))
 
 
 @cache
@@ -783,29 +775,29 @@ def report_progress() -> Update:
 
     Returns whether the task's cancellation was requested (no row: the attempt lost it).
     """
-    progress = bindparam("progress", type_=_type_of(Task.progress))
+    progress = bindparam("progress", type_=tasks.c.progress.type)
     return (
-        update(Task)
+        update(tasks)
         .where(held(Status.RUNNING))
         .values(progress=progress, updated_at=utcnow())
-        .returning(Task.cancel_requested)
+        .returning(tasks.c.cancel_requested)
     )
 
 
 @cache
 def cancel_requested() -> Select[bool]:
     """Whether a running attempt's task was cancelled (no row: the attempt lost it)."""
-    return select(cast(Task.cancel_requested, Boolean())).where(held(Status.RUNNING))
+    return select(cast(tasks.c.cancel_requested, Boolean())).where(held(Status.RUNNING))
 
 
 def purge(older_than: float, statuses: Sequence[Status] = FINISHED) -> Delete:
     """Delete finished tasks that ended more than ``older_than`` seconds ago."""
-    return delete(Task).where(purgeable(older_than, statuses))
+    return delete(tasks).where(purgeable(older_than, statuses))
 
 
 def purgeable(older_than: float, statuses: Sequence[Status] = FINISHED) -> ColumnElement[bool]:
     """Finished tasks that ended more than ``older_than`` seconds ago (database clock)."""
-    return and_(Task.status.in_(statuses), Task.completed_at < utcnow(-older_than))
+    return and_(tasks.c.status.in_(statuses), tasks.c.completed_at < utcnow(-older_than))
 
 
 # --- counts, kept by triggers (migration 0006) ---
@@ -817,10 +809,10 @@ def counts() -> Select[str, str, Any]:
 
     The number is an ``int`` on SQLite and a ``Decimal`` on PostgreSQL (a sum of bigint).
     """
-    number = func.sum(TaskCountEntity.tasks)
+    number = func.sum(task_counts.c.tasks)
     return (
-        select(TaskCountEntity.endpoint, TaskCountEntity.status, number)
-        .group_by(TaskCountEntity.endpoint, TaskCountEntity.status)
+        select(task_counts.c.endpoint, task_counts.c.status, number)
+        .group_by(task_counts.c.endpoint, task_counts.c.status)
         .having(number != 0)
     )
 
@@ -834,7 +826,7 @@ def compact_counts() -> Insert:
     never wait for each other), and inserts their sums. Rows the triggers add meanwhile
     are not in its snapshot and stay as they are. With nothing to fold it writes nothing.
     """
-    counted = TaskCountEntity
+    counted = task_counts.c
     key = tuple_(counted.endpoint, counted.status)
     split = (
         select(counted.endpoint, counted.status)
@@ -843,7 +835,7 @@ def compact_counts() -> Insert:
     )
     folded = select(counted.id).where(key.in_(split)).with_for_update(skip_locked=True)
     gone = (
-        delete(counted)
+        delete(task_counts)
         .where(counted.id.in_(folded))
         .returning(counted.endpoint, counted.status, counted.tasks)
         .cte("gone")
@@ -855,7 +847,7 @@ def compact_counts() -> Insert:
         .having(number != 0)
     )
     return (
-        insert(counted)
+        insert(task_counts)
         .from_select([counted.endpoint, counted.status, counted.tasks], sums)
         .add_cte(gone)
     )
@@ -871,8 +863,8 @@ WORKER_ROWS_KEPT = 3600.0
 def worker_seen() -> Update:
     """A worker's heartbeat: its counts and the database clock (no row: a new worker)."""
     return (
-        update(WorkerEntity)
-        .where(WorkerEntity.id == bindparam("worker_id"))
+        update(workers)
+        .where(workers.c.id == bindparam("worker_id"))
         .values(
             last_heartbeat=utcnow(),
             running=bindparam("worker_running"),
@@ -884,7 +876,7 @@ def worker_seen() -> Update:
 @cache
 def worker_started() -> Insert:
     """A worker's first heartbeat."""
-    return insert(WorkerEntity).values(
+    return insert(workers).values(
         id=bindparam("worker_id"),
         hostname=bindparam("worker_hostname"),
         pid=bindparam("worker_pid"),
@@ -897,9 +889,9 @@ def worker_started() -> Insert:
 @cache
 def workers_gone() -> Delete:
     """A stopped worker's row, and rows of workers silent for ``WORKER_ROWS_KEPT``."""
-    return delete(WorkerEntity).where(
+    return delete(workers).where(
         or_(
-            WorkerEntity.id == bindparam("worker_id"),
-            WorkerEntity.last_heartbeat < utcnow(-WORKER_ROWS_KEPT),
+            workers.c.id == bindparam("worker_id"),
+            workers.c.last_heartbeat < utcnow(-WORKER_ROWS_KEPT),
         )
     )

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
-from aana.storage.models.task import TaskEntity
-from aana.storage.repository.task import TaskRepository, check_json
+from aana.storage.checks import check_json
 from aana.tasks.handlers import Handler, RegisteredHandler
 from aana.tasks.manager import QueueManager
 from aana.tasks.options import RetryPolicy, check_dedupe_key, schedule
@@ -20,6 +18,8 @@ from aana.tasks.periodic import PeriodicTask, check_cron
 
 if TYPE_CHECKING:
     from aana.configs.settings import Settings
+    from aana.storage.models.task import TaskEntity
+    from aana.storage.repository.task import TaskRepository
 
 
 class TaskHandle:
@@ -102,12 +102,7 @@ class TaskQueueMixin:
         """The back-off of ``endpoint``: its own, else ``Settings.task_queue``'s."""
         if endpoint is not None and endpoint in self.retry_policies:
             return self.retry_policies[endpoint]
-        queue_settings = self.settings.task_queue
-        return RetryPolicy(
-            queue_settings.retry_base_delay,
-            queue_settings.retry_max_delay,
-            queue_settings.retry_jitter,
-        )
+        return RetryPolicy.from_settings(self.settings.task_queue)
 
     def register_task(
         self, endpoint: str, handler: Handler, retry: RetryPolicy | None = None
@@ -301,8 +296,8 @@ class TaskQueueMixin:
             TaskAlreadyFinishedException: The task already ended; nothing changed.
 
         """
-        with Session(self.settings.db_config.get_engine(), expire_on_commit=False) as session:
-            return TaskRepository(session).cancel(task_id)
+        with self._repository() as tasks:
+            return tasks.cancel(task_id)
 
     def get_task(self, task_id: str | uuid.UUID) -> TaskEntity:
         """The task with its status, progress and result.
@@ -311,5 +306,15 @@ class TaskQueueMixin:
             NotFoundException: No such task.
 
         """
+        with self._repository() as tasks:
+            return tasks.read(task_id)
+
+    @contextmanager
+    def _repository(self) -> Iterator[TaskRepository]:
+        # The ORM loads here, on first use: a worker process never needs it.
+        from sqlalchemy.orm import Session
+
+        from aana.storage.repository.task import TaskRepository
+
         with Session(self.settings.db_config.get_engine(), expire_on_commit=False) as session:
-            return TaskRepository(session).read(task_id)
+            yield TaskRepository(session)

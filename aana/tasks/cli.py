@@ -158,6 +158,7 @@ def worker(
     SIGTERM or Ctrl-C stops claiming and lets running tasks finish within the grace
     period; a second one hands them back to the queue at once.
     """
+    from aana.storage.engine import EngineSpec
     from aana.tasks.budget import check_budget
     from aana.tasks.supervisor import become_supervisor, run_workers
     from aana.tasks.worker import WorkerOptions
@@ -186,11 +187,12 @@ def worker(
     check_budget(app.settings.db_config, processes, options.listen)
     # The checks' connection is not kept: each worker process has an engine of its own.
     app.settings.db_config.get_engine().dispose()
+    database = EngineSpec.of(app.settings.db_config)
     if processes > 1:
         # The supervisor only starts and waits for processes: it need not keep what this
         # command imported to get here (about 80 MB).
-        become_supervisor(app_path, processes, options)
-    sys.exit(run_workers(app_path, processes, options))
+        become_supervisor(app_path, processes, options, database)
+    sys.exit(run_workers(app_path, processes, options, database))
 
 
 def _require_migrated(app: AanaSDK, app_path: str) -> None:

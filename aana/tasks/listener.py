@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from aana.configs.db import direct_conninfo
 from aana.storage.dialects import (
     HAS_PSYCOPG,
     TASKS_CHANNEL,
@@ -28,7 +27,7 @@ from aana.storage.dialects import (
     supports_notifications,
 )
 from aana.storage.engine import driver_connect_arguments
-from aana.storage.pooling import behind_pooler
+from aana.storage.pooling import behind_pooler, direct_conninfo
 
 try:
     import psycopg

@@ -14,22 +14,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, Update, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, Update, select
 
 from aana.storage import dialects, queue_sql
-from aana.storage.bulk import insert_rows
+from aana.storage.checks import json_text
 from aana.storage.dialects import utcnow
 from aana.storage.errors import translate_errors
-from aana.storage.models.task import Status, TaskEntity
 from aana.storage.queue_driver_sqlite import DriverTurn
 from aana.storage.queue_sql import FINISHED, Attempt, ClaimRequest
-from aana.storage.repository.task import TaskRepository, check_json
+from aana.storage.rows import insert_rows
+from aana.storage.tables import Status, tasks
 from aana.tasks.options import AT_ONCE, Schedule
 
-__all__ = ["Attempt", "ClaimRequest", "Job", "QueueManager", "check_json"]
+__all__ = ["Attempt", "ClaimRequest", "Job", "QueueManager"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class QueueManager:
         if dialect.name == "postgresql" and dialect.driver == "psycopg" and not dialect.is_async:
             from aana.storage.queue_driver import DriverClaim, DriverDefer  # postgresql extra
 
-            self._defer_one = DriverDefer(engine, cast(Table, TaskEntity.__table__))
+            self._defer_one = DriverDefer(engine, tasks)
             self._claim_one = DriverClaim(engine)
         # A worker's turn on SQLite, on the sqlite3 module's own API: the write lock that
         # every worker waits for is held half as long (see aana.storage.queue_driver_sqlite).
@@ -123,7 +122,7 @@ class QueueManager:
             raise ValueError("a dedupe_key applies to one task; defer the tasks one by one")
         if len(data_items) == 1:
             task_id = uuid.uuid4()
-            data = check_json(data_items[0], "task data")
+            data = json_text(data_items[0], "task data")
             values = {"id": task_id, "endpoint": endpoint, "data": data, **timing}
             values.update(priority=priority, user=user_id)
             if dedupe_key is not None:
@@ -138,7 +137,7 @@ class QueueManager:
             return []
         ids: list[uuid.UUID] = []
         encoded: Iterable[str] = (
-            check_json(data, f"task data [{index}]") for index, data in enumerate(data_items)
+            json_text(data, f"task data [{index}]") for index, data in enumerate(data_items)
         )
         id_column: Iterable[uuid.UUID] = _fresh_ids(len(data_items), ids)
         if self.engine.dialect.name != "postgresql":
@@ -146,7 +145,6 @@ class QueueManager:
             encoded, id_column = list(encoded), list(id_column)
         # On PostgreSQL, made and checked as COPY sends the rows, while the server inserts
         # the first ones: a bad item ends the insert, and nothing is stored.
-        table = cast(Table, TaskEntity.__table__)
         same: dict[str, Any] = {"endpoint": endpoint, "priority": priority, "user_id": user_id}
         with self._writing(f"deferring {len(data_items)} tasks") as connection:
             if when.at is not None:
@@ -157,7 +155,7 @@ class QueueManager:
                 same["scheduled_at"] = connection.execute(select(utcnow(when.delay))).scalar_one()
             columns = {"id": id_column, "data": encoded}
             count = len(data_items)
-            insert_rows(connection, table, columns, same, {"data"}, stream=True, count=count)
+            insert_rows(connection, tasks, columns, same, {"data"}, stream=True, count=count)
         return ids
 
     def _defer_once(self, values: dict[str, Any]) -> uuid.UUID:
@@ -194,7 +192,7 @@ class QueueManager:
         values = {
             "id": uuid.uuid4(),
             "endpoint": endpoint,
-            "data": check_json(data, "periodic task data"),
+            "data": json_text(data, "periodic task data"),
             "priority": priority,
             "user": None,
             "at": period_start,
@@ -226,6 +224,10 @@ class QueueManager:
         maximum_active_tasks_per_user: int | None,
     ) -> list[Job]:
         """Claim up to ``limit`` tasks (ASSIGNED) through the repository."""
+        from sqlalchemy.orm import Session  # a worker process claims without the ORM
+
+        from aana.storage.repository.task import TaskRepository
+
         with Session(self.engine, expire_on_commit=False) as session:
             tasks = TaskRepository(session).fetch_unprocessed_tasks(
                 limit=limit,
@@ -403,12 +405,20 @@ class QueueManager:
         max_retries: int,
         retry_policy: queue_sql.Backoff | None = None,
         endpoint_policies: Mapping[str, queue_sql.Backoff] | None = None,
-    ) -> list[TaskEntity]:
-        """Hand back (after a back-off) or fail tasks whose worker went silent or ran long."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            return TaskRepository(session).update_expired_tasks(
-                execution_timeout, heartbeat_timeout, max_retries, retry_policy, endpoint_policies
-            )
+    ) -> list[uuid.UUID]:
+        """Hand back (after a back-off) or fail tasks whose worker went silent or ran long.
+
+        See ``TaskRepository.update_expired_tasks``; one statement, committed by itself.
+
+        Returns:
+            The ids of the tasks changed.
+
+        """
+        statement, params = queue_sql.expire(
+            execution_timeout, heartbeat_timeout, max_retries, retry_policy, endpoint_policies
+        )
+        with self._alone("expiring tasks") as connection:
+            return [row.id for row in connection.execute(statement, params)]
 
 
 def _changed(

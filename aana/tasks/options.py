@@ -10,11 +10,14 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from aana.exceptions.db import InvalidTypeException, InvalidValueException
 from aana.storage import checks
-from aana.storage.models.task import DEDUPE_KEY_LENGTH
+from aana.storage.tables import DEDUPE_KEY_LENGTH
+
+if TYPE_CHECKING:
+    from aana.configs.settings import TaskQueueSettings
 
 
 class Schedule(NamedTuple):
@@ -127,6 +130,15 @@ class RetryPolicy:
     base: float = 1.0
     cap: float = 300.0
     jitter: float = 0.5
+
+    @classmethod
+    def from_settings(cls, queue_settings: TaskQueueSettings) -> RetryPolicy:
+        """The back-off of ``Settings.task_queue`` (``retry_base_delay`` ...)."""
+        return cls(
+            queue_settings.retry_base_delay,
+            queue_settings.retry_max_delay,
+            queue_settings.retry_jitter,
+        )
 
     def __post_init__(self) -> None:
         """Refuse negative, infinite or out-of-range values."""

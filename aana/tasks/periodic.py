@@ -24,7 +24,7 @@ from typing import Any
 from cronsim import CronSim, CronSimError
 
 from aana.exceptions.db import InvalidValueException
-from aana.storage.models.task import DEDUPE_KEY_LENGTH
+from aana.storage.tables import DEDUPE_KEY_LENGTH
 
 logger = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ def retry(session: Session, selection: TaskSelection) -> list[str]:
                 raise NotRetryableError(
                     f"only failed tasks are retried, and {'; '.join(refused)}; nothing was retried"
                 )
-        return [str(task.id) for task in session.scalars(queue_sql.retry_where(*guard))]
+        return [str(task.id) for task in session.execute(queue_sql.retry_where(*guard))]
 
 
 def count_purgeable(session: Session, older_than: float) -> int:

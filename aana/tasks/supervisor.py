@@ -10,7 +10,6 @@ application, and stays a small process.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from aana.log_config import configure_logging
 
 if TYPE_CHECKING:
+    from aana.storage.engine import EngineSpec
     from aana.tasks.worker import Worker, WorkerOptions
 
 MODULE = "aana.tasks.supervisor"  # not __name__, which is "__main__" under python -m
@@ -32,6 +32,9 @@ SUPERVISE = "--supervise"
 OPTIONS_VARIABLE = "AANA_WORKER_OPTIONS"
 """Where a supervisor and its workers find their options (JSON): not in the command line,
 which every user of the machine can read, since ``listen_url`` may hold a password."""
+DATABASE_VARIABLE = "AANA_WORKER_DATABASE"
+"""Where they find their database (an ``EngineSpec`` as JSON, password included), for
+the same reason: with it and the options, a worker process never loads the settings."""
 
 SAME_SIGNAL = 0.5
 """Seconds after a stop signal within which another is the same request, not a second:
@@ -41,8 +44,10 @@ forwards the signal it got as well."""
 logger = logging.getLogger(MODULE)
 
 
-def run_worker(app_path: str, options: WorkerOptions) -> int:
+def run_worker(app_path: str, options: WorkerOptions, database: EngineSpec | None = None) -> int:
     """Load the application at ``app_path`` and run one worker in this process.
+
+    It works on ``database``, by default the application's ``settings.db_config``.
 
     Returns:
         0 once the worker stopped; 1 if a burst worker could not reach its queue (the
@@ -52,7 +57,7 @@ def run_worker(app_path: str, options: WorkerOptions) -> int:
     from aana.sdk import AanaSDK
     from aana.tasks.worker import Worker
 
-    return _run(Worker(AanaSDK.from_path(app_path), options))
+    return _run(Worker(AanaSDK.from_path(app_path), options, database))
 
 
 def _run(worker: Worker) -> int:
@@ -67,14 +72,14 @@ def _run(worker: Worker) -> int:
     return 0
 
 
-def _child(name: str, app_path: str, options: WorkerOptions) -> int:
+def _child(name: str, app_path: str, options: WorkerOptions, database: EngineSpec) -> int:
     from aana.sdk import AanaSDK
     from aana.tasks.worker import Worker
 
     # Ctrl-C reaches the whole process group; the parent forwards it once, as SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(process_name=name)  # as the command line: AANA_LOG_LEVEL/FORMAT
-    worker = Worker(AanaSDK.from_path(app_path), options)
+    worker = Worker(AanaSDK.from_path(app_path), options, database)
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -90,7 +95,7 @@ def _child(name: str, app_path: str, options: WorkerOptions) -> int:
     return _run(worker)
 
 
-def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
+def run_workers(app_path: str, processes: int, options: WorkerOptions, database: EngineSpec) -> int:
     """Run ``processes`` workers (this process itself when there is one).
 
     SIGTERM or SIGINT is passed on to every worker as SIGTERM: they stop claiming and
@@ -101,11 +106,13 @@ def run_workers(app_path: str, processes: int, options: WorkerOptions) -> int:
 
     """
     if processes <= 1:
-        return run_worker(app_path, options)
-    return supervise(app_path, processes, _encode(options))
+        return run_worker(app_path, options, database)
+    return supervise(app_path, processes, options.to_json(), database.to_json())
 
 
-def become_supervisor(app_path: str, processes: int, options: WorkerOptions) -> None:
+def become_supervisor(
+    app_path: str, processes: int, options: WorkerOptions, database: EngineSpec
+) -> None:
     """Replace this process with a small one that runs ``processes`` workers.
 
     The command line has imported click, Alembic, SQLAlchemy and the application by the
@@ -115,13 +122,10 @@ def become_supervisor(app_path: str, processes: int, options: WorkerOptions) -> 
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     logging.shutdown()  # flushes every handler
-    os.environ[OPTIONS_VARIABLE] = _encode(options)
+    os.environ[OPTIONS_VARIABLE] = options.to_json()
+    os.environ[DATABASE_VARIABLE] = database.to_json()
     argv = [sys.executable, "-m", MODULE, SUPERVISE, str(processes), app_path]
     os.execv(sys.executable, argv)  # noqa: S606 (our own interpreter, no shell)
-
-
-def _encode(options: WorkerOptions) -> str:
-    return json.dumps(dataclasses.asdict(options))
 
 
 def _for_process(encoded_options: str, n: int) -> str:
@@ -132,7 +136,7 @@ def _for_process(encoded_options: str, n: int) -> str:
     return json.dumps({**options, "metrics_port": options["metrics_port"] + n})
 
 
-def supervise(app_path: str, processes: int, encoded_options: str) -> int:
+def supervise(app_path: str, processes: int, encoded_options: str, encoded_database: str) -> int:
     """Start ``processes`` worker processes, forward signals to them, wait for them all.
 
     With a metrics port, worker ``n`` serves its metrics on that port plus ``n``.
@@ -142,7 +146,11 @@ def supervise(app_path: str, processes: int, encoded_options: str) -> int:
     children = [
         subprocess.Popen(
             [sys.executable, "-m", MODULE, name, app_path],
-            env={**os.environ, OPTIONS_VARIABLE: _for_process(encoded_options, n)},
+            env={
+                **os.environ,
+                OPTIONS_VARIABLE: _for_process(encoded_options, n),
+                DATABASE_VARIABLE: encoded_database,
+            },
         )
         for n, name in enumerate(names)
     ]
@@ -181,17 +189,21 @@ def main(argv: list[str]) -> int:
     """Run a supervisor or one of its workers, as ``argv`` says.
 
     ``--supervise PROCESSES APP_PATH`` is a supervisor (see ``become_supervisor``);
-    ``NAME APP_PATH`` one of its workers. The options are in ``AANA_WORKER_OPTIONS``.
+    ``NAME APP_PATH`` one of its workers. The options are in ``AANA_WORKER_OPTIONS``,
+    the database in ``AANA_WORKER_DATABASE``.
     """
     encoded = os.environ.pop(OPTIONS_VARIABLE)
+    encoded_database = os.environ.pop(DATABASE_VARIABLE)
     if argv[0] == SUPERVISE:
         _, processes, app_path = argv
         configure_logging()  # as the command line: AANA_LOG_LEVEL/FORMAT
-        return supervise(app_path, int(processes), encoded)
+        return supervise(app_path, int(processes), encoded, encoded_database)
+    from aana.storage.engine import EngineSpec
     from aana.tasks.worker import WorkerOptions
 
     name, app_path = argv
-    return _child(name, app_path, WorkerOptions(**json.loads(encoded)))
+    options = WorkerOptions.from_json(encoded)
+    return _child(name, app_path, options, EngineSpec.from_json(encoded_database))
 
 
 if __name__ == "__main__":

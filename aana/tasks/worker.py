@@ -11,6 +11,7 @@ its task cannot overwrite it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -21,16 +22,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from aana.configs.db import direct_conninfo
 from aana.exceptions.core import BaseException as AanaException
 from aana.exceptions.db import DatabaseConnectionException
-from aana.storage.models.task import Status
+from aana.storage.engine import EngineSpec, create_engine
+from aana.storage.pooling import direct_conninfo
+from aana.storage.tables import Status
 from aana.tasks.errors import (
     QueueUnavailableError,
     ResultNotSerializableError,
@@ -40,6 +43,7 @@ from aana.tasks.errors import (
 from aana.tasks.handlers import TaskContext
 from aana.tasks.listener import Listener
 from aana.tasks.manager import ClaimRequest, Job, QueueManager
+from aana.tasks.options import RetryPolicy
 from aana.tasks.periodic import PeriodicScheduler, PeriodicTask
 from aana.tasks.results import MAX_RESULT_BYTES, check_result, failure
 from aana.tasks.supervisor import SAME_SIGNAL
@@ -84,6 +88,8 @@ class WorkerOptions:
         metrics_port: Serve Prometheus metrics (task durations, outcomes) on this port
             (needs ``prometheus_client``, the ``api`` extra); None: no metrics.
         metrics_host: The address the metrics are served on.
+        retry: The back-off of endpoints without a policy of their own (None: the
+            application's ``settings.task_queue``).
 
     """
 
@@ -100,6 +106,7 @@ class WorkerOptions:
     max_result_bytes: int = MAX_RESULT_BYTES
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    retry: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.listen_url:
@@ -114,10 +121,23 @@ class WorkerOptions:
             "max_retries": queue_settings.max_retries,
             "maximum_active_tasks_per_user": queue_settings.maximum_active_tasks_per_user,
             "listen_url": queue_settings.listen_url,
+            "retry": RetryPolicy.from_settings(queue_settings),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         # 0 means no limit, in the settings as on the command line.
         values["maximum_active_tasks_per_user"] = values["maximum_active_tasks_per_user"] or None
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """These options as JSON, for another process (see ``from_json``)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerOptions:
+        """The options ``to_json`` wrote."""
+        values = json.loads(text)
+        if values.get("retry") is not None:
+            values["retry"] = RetryPolicy(**values["retry"])
         return cls(**values)
 
 
@@ -131,21 +151,22 @@ class Worker:
     Args:
         app: The application (an ``AanaSDK``) whose handlers run the tasks.
         options: How to run; by default from the application's ``settings.task_queue``.
+        database: The database to work on; by default the application's
+            ``settings.db_config``. The processes of ``aana worker --processes N`` are
+            handed theirs (and their options), so they never load the settings.
 
     """
 
-    def __init__(self, app: TaskQueueMixin, options: WorkerOptions | None = None) -> None:
+    def __init__(
+        self,
+        app: TaskQueueMixin,
+        options: WorkerOptions | None = None,
+        database: EngineSpec | None = None,
+    ) -> None:
         self.app = app
         self.options = options or WorkerOptions.from_settings(app.settings.task_queue)
-        self._db = app.settings.db_config
-        self._own_engine = not self._db.idle_in_transaction_timeout
-        if self._own_engine:
-            # A worker's transactions are a few statements long. One left idle (its
-            # worker cut off mid-transaction) is ended by the server, releasing its rows,
-            # no later than the worker's tasks would expire anyway.
-            limit = max(1, math.ceil(self.options.heartbeat_timeout))
-            self._db = self._db.model_copy(update={"idle_in_transaction_timeout": limit})
-        self.manager = QueueManager(self._db.get_engine())
+        self._own_engine = True
+        self.manager = QueueManager(self._engine(database))
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stopped_maintenance = threading.Event()
@@ -164,6 +185,29 @@ class Worker:
         self._reported_at = -math.inf
         self._compacted_at = -math.inf
         self._compaction_failing = False
+
+    def _engine(self, database: EngineSpec | None) -> Engine:
+        """The worker's engine: its own, unless the settings' already ends idle transactions.
+
+        A worker's transactions are a few statements long. One left idle (its worker cut
+        off mid-transaction) is ended by the server, releasing its rows, no later than
+        the worker's tasks would expire anyway.
+        """
+        if database is None:
+            settings = self.app.settings.db_config
+            if settings.idle_in_transaction_timeout:
+                self._own_engine = False
+                return settings.get_engine()
+            database = EngineSpec.of(settings)
+        if not database.idle_in_transaction_timeout:
+            limit = max(1, math.ceil(self.options.heartbeat_timeout))
+            database = replace(database, idle_in_transaction_timeout=limit)
+        return create_engine(database)
+
+    def _retry_policy(self, endpoint: str | None) -> RetryPolicy:
+        """The back-off of ``endpoint``: its own, else the options', else the settings'."""
+        own = self.app.retry_policies.get(endpoint) if endpoint is not None else None
+        return own or self.options.retry or self.app.retry_policy_for(None)
 
     @property
     def listener(self) -> Listener:
@@ -359,7 +403,7 @@ class Worker:
             if status != Status.FAILED or job.attempt.number >= self.options.max_retries:
                 continue
             if isinstance(result, dict) and result.get("error") in retryable:
-                delays[job.id] = self.app.retry_policy_for(job.endpoint).delay(job.attempt.number)
+                delays[job.id] = self._retry_policy(job.endpoint).delay(job.attempt.number)
         return delays
 
     def _claim_failed(self, error: Exception) -> None:
@@ -538,7 +582,7 @@ class Worker:
                     options.execution_timeout,
                     options.heartbeat_timeout,
                     options.max_retries,
-                    self.app.retry_policy_for(None),
+                    self._retry_policy(None),
                     self.app.retry_policies,
                 )
                 if expired:

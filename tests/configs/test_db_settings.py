@@ -14,6 +14,7 @@ from aana.configs import DbSettings, DbType, Settings
 from aana.configs.settings import load_settings
 from aana.exceptions.config import ConfigurationError, MissingConfigKeyError
 from aana.exceptions.db import DatabaseConnectionException
+from aana.storage.engine import EngineSpec, create_engine
 from tests.conftest import PG_SERVER
 from tests.helpers import run_in_threads
 
@@ -287,3 +288,32 @@ def test_model_copy__the_copy_builds_its_own_engine_from_its_own_settings(tmp_pa
     finally:
         engine.dispose()
         copied.get_engine().dispose()
+
+
+def test_engine_spec__plain_data_that_builds_the_same_engine_and_hides_the_password(tmp_path):
+    settings = DbSettings(
+        datastore_type="postgresql", datastore_config=PG_CONFIG, pool_size=3, query_timeout=7
+    )
+    spec = EngineSpec.of(settings)
+    assert "s3cret-pw" not in repr(spec)
+    again = EngineSpec.from_json(spec.to_json())  # what a worker process is handed
+    assert again == spec
+    assert (again.datastore_type, again.pool_size, again.query_timeout) == ("postgresql", 3, 7)
+    engine = create_engine(again)
+    try:
+        assert engine.url == settings.get_engine().url
+        assert engine.pool.size() == 3  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+    sqlite = EngineSpec.of(DbSettings(datastore_config={"path": tmp_path / "a.db"}))
+    assert EngineSpec.from_json(sqlite.to_json()).datastore_config == {
+        "path": str(tmp_path / "a.db")
+    }
+
+
+def test_engine_spec__refuses_what_get_engine_refuses():
+    with pytest.raises(ValueError, match="'mysql' is not supported"):
+        EngineSpec.of(DbSettings(datastore_type="mysql"))
+    config = {key: value for key, value in PG_CONFIG.items() if key != "database"}
+    with pytest.raises(MissingConfigKeyError):
+        EngineSpec.of(DbSettings(datastore_type="postgresql", datastore_config=config))

@@ -5,10 +5,10 @@ import pickle
 import pytest
 from pydantic import ValidationError
 
-from aana.configs.db import DbSettings, direct_conninfo
+from aana.configs.db import DbSettings
 from aana.configs.settings import TaskQueueSettings
 from aana.exceptions.config import ConfigurationError, MigrationsThroughPoolerError
-from aana.storage.pooling import behind_pooler
+from aana.storage.pooling import behind_pooler, direct_conninfo
 from aana.tasks.worker import WorkerOptions
 from tests.helpers import aana
 

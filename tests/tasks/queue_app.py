@@ -38,8 +38,13 @@ def die(data):
 
 @app.task("modules")
 def modules(data):
-    """Which of the command line's modules this worker process has imported."""
+    """Which of the command line's modules this worker process has imported.
+
+    Also the ORM and the settings (pydantic): a worker process of ``--processes N`` is
+    handed its options and database, and runs the queue on SQLAlchemy Core.
+    """
     import sys
 
-    names = ("aana.cli", "aana.tasks.cli", "click", "alembic")
+    names = ("aana.cli", "aana.tasks.cli", "click", "alembic", "sqlalchemy.orm", "pydantic")
+    names += ("aana.configs", "aana.storage.models")
     return {name: name in sys.modules for name in names}

@@ -21,7 +21,6 @@ from aana.exceptions.db import (
 from aana.sdk import AanaSDK
 from aana.storage import checks, queue_sql
 from aana.storage.models import TaskEntity
-from aana.storage.repository.task import check_json
 from tests.conftest import PG_SERVER, pg_admin
 from tests.helpers import nested
 
@@ -67,7 +66,7 @@ def test_defer__stores_the_row_of_the_core_statement(
     values = {
         "id": core_id,
         "endpoint": "ep",
-        "data": check_json(data, "task data"),
+        "data": checks.json_text(data, "task data"),
         "priority": options.get("priority", 0),
         "user": options.get("user_id"),
         "at": at,
@@ -165,7 +164,7 @@ def test_defer__a_refused_insert_is_a_database_exception_naming_the_action(
         pytest.param("x" * 5000, id="long-text"),
     ],
 )
-def test_check_json__the_encoder_first_agrees_with_the_walk(value: object) -> None:
+def test_json_text__the_encoder_first_agrees_with_the_walk(value: object) -> None:
     """Task data is encoded first and walked only when the text leaves a doubt."""
     try:
         checks.check_json(value, "task data")
@@ -173,7 +172,7 @@ def test_check_json__the_encoder_first_agrees_with_the_walk(value: object) -> No
     except InvalidJsonException as error:
         expected = (type(error), str(error))
     try:
-        got: object = check_json(value, "task data")
+        got: object = checks.json_text(value, "task data")
     except InvalidJsonException as error:
         got = (type(error), str(error))
     assert got == expected

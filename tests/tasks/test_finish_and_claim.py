@@ -146,7 +146,7 @@ def test_one_statement__claims_what_two_statements_claim(db: DbSettings, kind: s
     request = CLAIM_REQUESTS[kind]
     with engine.connect() as connection:  # two statements, rolled back
         finished = connection.execute(
-            queue_sql.finish_many(True).returning(queue_sql.Task.id),
+            queue_sql.finish_many(True).returning(queue_sql.tasks.c.id),
             queue_sql.json_params(results),
         ).scalars()
         two_written = set(finished)

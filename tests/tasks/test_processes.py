@@ -136,15 +136,16 @@ def test_crash__task_that_always_kills_its_worker_fails_after_max_retries(db, tm
     assert statuses() == {Status.FAILED: 1}
 
 
-def test_worker_processes__import_neither_the_command_line_nor_alembic(db, tmp_path):
+def test_worker_processes__import_neither_the_command_line_nor_the_orm_nor_settings(db, tmp_path):
     app = AanaSDK()
     ids = app.defer_many("modules", [{} for _ in range(8)])
     worker = worker_process(db, tmp_path, "--processes", "2", "--burst", "--poll-interval", "0.1")
     output, _ = worker.communicate(timeout=120)
     assert worker.returncode == 0, output
     results = [app.get_task(task_id).result for task_id in ids]
-    expected = {"aana.cli": False, "aana.tasks.cli": False, "click": False, "alembic": False}
-    assert results == [expected] * 8
+    names = ["aana.cli", "aana.tasks.cli", "click", "alembic", "sqlalchemy.orm", "pydantic"]
+    names += ["aana.configs", "aana.storage.models"]
+    assert results == [dict.fromkeys(names, False)] * 8
 
 
 def drop_tasks_table():

@@ -112,3 +112,22 @@ def test_lost_tasks__follow_their_endpoints_policy_computed_in_sql(db):
     assert timedelta(seconds=-2) < due[jittered] <= timedelta(seconds=100)
     with get_session() as session:
         assert TaskRepository(session).fetch_unprocessed_tasks() == []  # none due yet
+
+
+def test_worker_options__their_policy_replaces_the_settings_and_survives_json(db):
+    # What the processes of ``aana worker --processes N`` are handed instead of settings.
+    options = WorkerOptions.from_settings(AanaSDK().settings.task_queue, burst=True)
+    assert options.retry == RetryPolicy(1.0, 300.0, 0.5)  # the settings' defaults
+    options = WorkerOptions(burst=True, poll_interval=0.05, retry=RetryPolicy(120, 600, 0))
+    assert WorkerOptions.from_json(options.to_json()) == options
+    app = AanaSDK(retryable_exceptions=[ConnectionError])
+
+    @app.task("flaky")
+    def flaky(data):
+        raise ConnectionError("down")
+
+    task_id = flaky.defer({})
+    Worker(app, options).run()
+    task = app.get_task(task_id)
+    assert task.status == Status.FAILED
+    assert timedelta(seconds=118) < task.scheduled_at - database_now() <= timedelta(seconds=120)

@@ -7,11 +7,11 @@ import enum
 import uuid
 from typing import Any, ClassVar, Self
 
-from sqlalchemy import Enum as SqlEnum
-from sqlalchemy import MetaData, Uuid, event, inspect
+from sqlalchemy import Uuid, event, inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, validates
 
 from aana.core.models.media import MediaId
+from aana.storage import tables
 from aana.storage.dialects import utcnow
 from aana.storage.types import (
     CheckedFloat,
@@ -20,18 +20,6 @@ from aana.storage.types import (
     JsonType,
     UtcDateTime,
 )
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in enum_class]
 
 
 def _short(value: Any) -> str:
@@ -52,7 +40,7 @@ class BaseEntity(DeclarativeBase):
     so adding a member needs no database type change.
     """
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = tables.metadata
     type_annotation_map = {
         MediaId: CheckedString(36),
         str: CheckedString(),
@@ -63,7 +51,7 @@ class BaseEntity(DeclarativeBase):
         list[Any]: JsonType,
         Any: JsonType,
         uuid.UUID: Uuid(),
-        enum.Enum: SqlEnum(enum.Enum, native_enum=False, values_callable=_enum_values, length=64),
+        enum.Enum: tables.enum_type(enum.Enum),
     }
 
     repr_fields: ClassVar[tuple[str, ...]] = ()

@@ -14,10 +14,10 @@ has one writer at a time, the triggers keep exactly one row per endpoint and sta
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped
 
 from aana.storage.models.base import BaseEntity
+from aana.storage.tables import task_counts
 
 
 class TaskCountEntity(BaseEntity):
@@ -26,13 +26,10 @@ class TaskCountEntity(BaseEntity):
     The tasks of an endpoint in a status are the sum of ``tasks`` over its rows.
     """
 
-    __tablename__ = "task_counts"
+    __table__ = task_counts
+    __tablename__ = task_counts.name
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, comment="Row number"
-    )
-    endpoint: Mapped[str] = mapped_column(comment="The tasks' endpoint")
-    status: Mapped[str] = mapped_column(comment="The tasks' status value")
-    tasks: Mapped[int] = mapped_column(BigInteger(), comment="How many (a change may be < 0)")
-
-    __table_args__ = (Index("ix_task_counts_endpoint_status", "endpoint", "status"),)
+    id: Mapped[int]
+    endpoint: Mapped[str]
+    status: Mapped[str]
+    tasks: Mapped[int]

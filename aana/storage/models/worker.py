@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped
 
-from aana.storage.dialects import utcnow
 from aana.storage.models.base import BaseEntity
+from aana.storage.tables import workers
 
 
 class WorkerEntity(BaseEntity):
@@ -17,19 +16,14 @@ class WorkerEntity(BaseEntity):
     A row whose ``last_heartbeat`` is old belongs to a worker that died without stopping.
     """
 
-    __tablename__ = "workers"
+    __table__ = workers
+    __tablename__ = workers.name
 
-    id: Mapped[str] = mapped_column(primary_key=True, comment="host:pid:random, per process")
-    hostname: Mapped[str] = mapped_column(comment="Host the worker runs on")
-    pid: Mapped[int] = mapped_column(comment="Its process id on that host")
-    concurrency: Mapped[int] = mapped_column(comment="Tasks it runs at once")
-    running: Mapped[int] = mapped_column(default=0, comment="Tasks it held at its heartbeat")
-    processed: Mapped[int] = mapped_column(default=0, comment="Tasks it finished so far")
-    started_at: Mapped[datetime] = mapped_column(
-        server_default=utcnow(), comment="First heartbeat (UTC)"
-    )
-    last_heartbeat: Mapped[datetime] = mapped_column(
-        server_default=utcnow(), comment="Latest heartbeat (UTC)"
-    )
-
-    __table_args__ = (Index("ix_workers_last_heartbeat", "last_heartbeat"),)
+    id: Mapped[str]
+    hostname: Mapped[str]
+    pid: Mapped[int]
+    concurrency: Mapped[int]
+    running: Mapped[int]
+    processed: Mapped[int]
+    started_at: Mapped[datetime]
+    last_heartbeat: Mapped[datetime]

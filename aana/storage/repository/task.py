@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Update, func, select
+from sqlalchemy import Executable, Update, func, select
 from sqlalchemy.orm import Session
 
 from aana.exceptions.db import (
-    InvalidJsonException,
     NotFoundException,
     TaskAlreadyFinishedException,
 )
@@ -33,43 +31,6 @@ def parse_task_id(task_id: str | uuid.UUID) -> uuid.UUID | None:
         return None
 
 
-_JSON = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps(...) builds one per call
-_SHALLOW_TEXT = 2 * checks.MAX_JSON_DEPTH
-"""JSON text this short cannot nest deeper than ``checks.MAX_JSON_DEPTH``."""
-
-
-def check_json(value: Any, what: str) -> str:
-    """``value`` as JSON text, or a ``TypeError`` if it cannot be stored as JSON.
-
-    Raises:
-        InvalidJsonException: ``value`` holds something JSON cannot (an object, NaN,
-            infinity), text no backend can store (a lone surrogate, NUL), or is nested
-            deeper than ``aana.storage.checks.MAX_JSON_DEPTH``. A ``TypeError`` (and a
-            ``ValueError``); never a ``RecursionError``.
-
-    """
-    # The C encoder first, then the walk of ``checks.check_json`` (which names the
-    # problem) only if the text leaves a doubt: an escaped NUL or surrogate (a pair is
-    # a character beyond the BMP, alone it is unstorable), or enough characters for a
-    # nesting deeper than allowed (each level takes two brackets). Most task data is
-    # small and plain, and never walked.
-    refused: Exception | None = None
-    try:
-        text = _JSON.encode(value)
-    except (TypeError, ValueError, RecursionError) as error:
-        text, refused = "", error
-    if refused is not None or len(text) > _SHALLOW_TEXT or "\\u0000" in text or "\\ud" in text:
-        checks.check_json(value, what)  # walks without recursion: raises what is wrong
-    if refused is not None:  # what the walk accepts but the encoder refused
-        raise InvalidJsonException(
-            f"{what} must be JSON-serialisable (dicts, lists, strings, numbers, "
-            f"booleans, None; no NaN or infinity): {refused}. Convert other values, "
-            "e.g. str(path).",
-            what,
-        )
-    return text
-
-
 def status_totals(by_endpoint: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
     """Tasks per status value (every status, 0 for none) plus ``"total"``.
 
@@ -85,8 +46,13 @@ def status_totals(by_endpoint: Mapping[str, Mapping[str, int]]) -> dict[str, int
     return counts
 
 
-_REFRESH = {"synchronize_session": False, "populate_existing": True}
+_REFRESH = {"populate_existing": True}
 """Options for statements returning tasks: the rows returned refresh the loaded tasks."""
+
+
+def _as_tasks(statement: Update) -> Executable:
+    """``statement`` (``queue_sql``'s, returning task rows) returning ``TaskEntity`` objects."""
+    return select(TaskEntity).from_statement(statement)
 
 
 class TaskRepository(BaseRepository[TaskEntity]):
@@ -112,7 +78,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             TypeError: ``data`` cannot be stored as JSON; nothing is written.
 
         """
-        check_json(data, "task data")
+        checks.json_text(data, "task data")
         task = TaskEntity(endpoint=endpoint, data=data, user_id=user_id, priority=priority)
         return self.create(task)
 
@@ -201,7 +167,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
             raise NotFoundException(self.table_name, task_id)
         has_result = result is not None
         if has_result:
-            check_json(result, "task result")
+            checks.json_text(result, "task result")
         statement, params = queue_sql.set_status(
             parsed, Status(status), progress, result, has_result
         )
@@ -220,16 +186,20 @@ class TaskRepository(BaseRepository[TaskEntity]):
 
         Args:
             action: What is being done, for error messages.
-            statement: The UPDATE, returning ``TaskEntity``.
+            statement: The UPDATE (``queue_sql``'s), returning the task rows.
             params: Its parameters.
             commit: Commit when done; otherwise it runs in the session's transaction.
 
         """
         if commit:
             with self.writing_one_statement(action):
-                return list(self.session.scalars(statement, params, execution_options=_REFRESH))
+                return list(
+                    self.session.scalars(_as_tasks(statement), params, execution_options=_REFRESH)
+                )
         with self.writing(action):
-            return list(self.session.scalars(statement, params, execution_options=_REFRESH))
+            return list(
+                self.session.scalars(_as_tasks(statement), params, execution_options=_REFRESH)
+            )
 
     def retry_task(self, task_id: str | uuid.UUID) -> TaskEntity:
         """Send a task back to the queue as CREATED, with its retries and result cleared.
@@ -251,7 +221,7 @@ class TaskRepository(BaseRepository[TaskEntity]):
                 )
             statement = queue_sql.retry(current.id)
             task: TaskEntity | None = self.session.scalars(
-                statement, execution_options=_REFRESH
+                _as_tasks(statement), execution_options=_REFRESH
             ).one_or_none()
             if task is None:  # it was claimed meanwhile
                 raise ValueError(f"task {task_id} was claimed meanwhile; it was not retried")
@@ -325,11 +295,9 @@ class TaskRepository(BaseRepository[TaskEntity]):
             The tasks changed.
 
         """
-        backoff = None
-        if retry_policy is not None:
-            backoff = queue_sql.backoff_by_endpoint(retry_policy, endpoint_policies or {})
-        statement, params = queue_sql.expire(execution_timeout, heartbeat_timeout, backoff)
-        params["max_retries"] = max_retries
+        statement, params = queue_sql.expire(
+            execution_timeout, heartbeat_timeout, max_retries, retry_policy, endpoint_policies
+        )
         return self._write_tasks("expiring tasks", statement, params)
 
     def heartbeat(self, task_ids: Sequence[str | uuid.UUID]) -> None:
