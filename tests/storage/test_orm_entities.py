@@ -19,6 +19,7 @@ from aana.configs.db import DbSettings
 from aana.storage.models import CaptionEntity, MediaEntity, Status, TaskEntity, VideoEntity
 from aana.storage.repository import CaptionRepository, TaskRepository, VideoRepository
 from aana.tasks.manager import QueueManager
+from tests.helpers import statements_sent
 
 
 class NamedCaption(CaptionEntity):
@@ -50,23 +51,14 @@ def events() -> Iterator[list[tuple[str, Any]]]:
 
 
 @pytest.fixture
-def statements(db: DbSettings) -> Iterator[list[str]]:
-    """The SQL of every statement the engine sends to the driver."""
-    sent: list[str] = []
-    engine = db.get_engine()
-
-    def before_cursor_execute(*args: Any) -> None:
-        sent.append(args[2])
-
-    event.listen(engine, "before_cursor_execute", before_cursor_execute)
-    try:
+def statements(db: DbSettings) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement the engine sends to the driver, with its parameters."""
+    with statements_sent(db.get_engine()) as sent:
         yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", before_cursor_execute)
 
 
 def test_save_all__single_table_subclass_entities_are_the_sessions_own(
-    session: Session, events: list[tuple[str, Any]], statements: list[str]
+    session: Session, events: list[tuple[str, Any]], statements: list[tuple[str, Any]]
 ):
     repository = CaptionRepository(session, NamedCaption)
     saved = repository.save_all("m", ["a", "b", "c"], [0.0, 1.0, 2.0], [0, 1, 2])
@@ -77,12 +69,12 @@ def test_save_all__single_table_subclass_entities_are_the_sessions_own(
         assert session.get(CaptionEntity, caption.id) is caption
         assert session.get(NamedCaption, caption.id) is caption
     assert [name for name, target in events if target in saved] == ["load"] * 3
-    assert any("INSERT INTO caption" in sql for sql in statements)
+    assert any("INSERT INTO caption" in sql for sql, _ in statements)
     assert all(caption.caption_type == "named_caption" for caption in saved)
 
 
 def test_create_multiple__single_table_subclass_entities_are_the_sessions_own(
-    session: Session, statements: list[str]
+    session: Session, statements: list[tuple[str, Any]]
 ):
     repository = CaptionRepository(session, NamedCaption)
     entities = [NamedCaption(model="m", caption=str(i), frame_id=i, timestamp=i) for i in range(3)]
@@ -92,7 +84,7 @@ def test_create_multiple__single_table_subclass_entities_are_the_sessions_own(
     for caption in created:
         assert session.get(CaptionEntity, caption.id) is caption
         assert caption.created_at is not None
-    assert any("INSERT INTO caption" in sql for sql in statements)
+    assert any("INSERT INTO caption" in sql for sql, _ in statements)
 
 
 def test_read__returns_the_sessions_object_and_sees_other_sessions_commits(
@@ -122,7 +114,10 @@ def test_read__inside_a_users_transaction_keeps_the_sessions_state(session: Sess
 
 
 def test_task_queue__claims_and_updates_return_the_sessions_objects_with_events(
-    db: DbSettings, session: Session, events: list[tuple[str, Any]], statements: list[str]
+    db: DbSettings,
+    session: Session,
+    events: list[tuple[str, Any]],
+    statements: list[tuple[str, Any]],
 ):
     QueueManager(db.get_engine()).defer("ep", [{"n": 1}, {"n": 2}])  # Core insert, bulk
     repository = TaskRepository(session)
@@ -141,7 +136,7 @@ def test_task_queue__claims_and_updates_return_the_sessions_objects_with_events(
     assert updated is claimed[0]
     assert updated.status is Status.COMPLETED and updated.completed_at is not None
     assert [name for name, target in events if target is updated] == ["refresh"]
-    assert any(sql.lstrip().startswith("UPDATE tasks") for sql in statements)
+    assert any(sql.lstrip().startswith("UPDATE tasks") for sql, _ in statements)
 
 
 def test_task_save__python_side_defaults_apply(session: Session):
@@ -182,7 +177,7 @@ event.listen(AuditedCaption, "before_insert", lambda _m, _c, target: audited.app
 
 
 def test_save__one_entity_is_loaded_persistent_and_clean_without_more_sql(
-    session: Session, statements: list[str]
+    session: Session, statements: list[tuple[str, Any]]
 ):
     saved = CaptionRepository(session, NamedCaption).save("m", "a cat", 1.5, 3)
 
