@@ -14,11 +14,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Dialect, Update
+from sqlalchemy.types import TypeEngine
 
 Converter = Callable[[Any], Any] | None
 """A type's bind or result processor for a dialect (None: the value goes as it is)."""
 
 Column = ColumnElement[Any]
+
+
+def bind_converter(type_: TypeEngine[Any], dialect: Dialect) -> Converter:
+    """How SQLAlchemy converts a value bound to ``type_`` for ``dialect`` (checks included)."""
+    return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
 def convert(process: Converter, value: Any) -> Any:
@@ -45,8 +51,7 @@ class DriverStatement:
         self.sql = compiled.string
         self._positions = compiled.positiontup  # None for a named parameter style
         self._converters: dict[str, Converter] = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-            for name, bind in compiled.binds.items()
+            name: bind_converter(bind.type, dialect) for name, bind in compiled.binds.items()
         }
         self._fixed = {
             name: convert(self._converters.get(name), value)
@@ -68,6 +73,25 @@ class DriverStatement:
         if self._positions is None:
             return values
         return tuple(values[name] for name in self._positions)
+
+
+class CompiledStatements:
+    """``DriverStatement``s for one dialect, each statement compiled on first use.
+
+    ``queue_sql`` builds one statement per kind of request and keeps it, so a few are
+    compiled in all; they are looked up by the statement object.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._compiled: dict[Update, DriverStatement] = {}
+
+    def __getitem__(self, statement: Update) -> DriverStatement:
+        """``statement`` compiled (a race compiles it twice, harmlessly)."""
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = self._compiled[statement] = DriverStatement(statement, self._dialect)
+        return compiled
 
 
 class ResultRows:

@@ -25,11 +25,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, Table, Update
+from sqlalchemy import Engine, Table
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
-from aana.storage.compiled import DriverStatement, ResultRows
+from aana.storage.compiled import CompiledStatements, ResultRows, bind_converter
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.tables import Status
@@ -102,7 +102,7 @@ class DriverDefer:
         self.engine = engine
         self._convert: dict[str, Callable[[Any], Any]] = {}
         for key, column in _CONVERTED.items():
-            process = table.c[column].type.bind_processor(engine.dialect)
+            process = bind_converter(table.c[column].type, engine.dialect)
             if process is not None:
                 self._convert[key] = process
         self._statement = sql.SQL(
@@ -142,16 +142,12 @@ class DriverClaim:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # By statement: ``queue_sql.claim`` builds one per kind of request, and keeps it.
-        self._compiled: dict[Update, DriverStatement] = {}
+        self._compiled = CompiledStatements(engine.dialect)
         self._rows = ResultRows(queue_sql.JOB_COLUMNS, engine.dialect)
 
     def __call__(self, request: queue_sql.ClaimRequest) -> list[tuple[Any, ...]]:
         """Claim what ``request`` asks for, committed by itself (one round trip)."""
-        statement = queue_sql.claim(request, job=True, relaxed=True)
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            compiled = self._compiled[statement] = DriverStatement(statement, self.engine.dialect)
+        compiled = self._compiled[queue_sql.claim(request, job=True, relaxed=True)]
         parameters = compiled.parameters(request.parameters())
         with _autocommit(self.engine, "claiming tasks") as connection:
             rows = connection.execute(compiled.sql, parameters).fetchall()

@@ -24,11 +24,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Engine, Update
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from aana.storage import dialects, queue_sql
-from aana.storage.compiled import DriverStatement, ResultRows
+from aana.storage.compiled import CompiledStatements, DriverStatement, ResultRows
 from aana.storage.engine import connection_error
 from aana.storage.errors import translate_errors
 from aana.storage.tables import tasks
@@ -47,7 +47,7 @@ class DriverTurn:
         self.engine = engine
         self._table = tasks
         self._finish = DriverStatement(queue_sql.finish_many(), engine.dialect)
-        self._claims: dict[Update, DriverStatement] = {}  # by statement, one per kind
+        self._claims = CompiledStatements(engine.dialect)
         self._rows = ResultRows(queue_sql.JOB_COLUMNS, engine.dialect)
 
     def __call__(
@@ -60,7 +60,7 @@ class DriverTurn:
             try:
                 rows = [self._finish.parameters(row) for row in results]
                 if request is not None:
-                    statement = self._claim(request)
+                    statement = self._claims[queue_sql.claim(request, job=True)]
                     claim = (statement.sql, statement.parameters(request.parameters()))
             except Exception as error:  # a value its column type refused, as SQLAlchemy says it
                 raise DBAPIError.instance(self._finish.sql, None, error, sqlite3.Error) from error
@@ -70,13 +70,6 @@ class DriverTurn:
                 return None
             claimed = connection.execute(*claim).fetchall() if claim is not None else []
         return self._rows(claimed)
-
-    def _claim(self, request: queue_sql.ClaimRequest) -> DriverStatement:
-        statement = queue_sql.claim(request, job=True)
-        compiled = self._claims.get(statement)
-        if compiled is None:
-            compiled = self._claims[statement] = DriverStatement(statement, self.engine.dialect)
-        return compiled
 
     @contextmanager
     def _immediate(self, action: str) -> Iterator[sqlite3.Connection]:
