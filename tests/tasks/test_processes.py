@@ -195,9 +195,12 @@ def test_supervisor__replaces_the_command_with_a_small_process(db, tmp_path):
         command = Path(f"/proc/{worker.pid}/cmdline").read_text().split("\0")
         assert command[1:4] == ["-m", "aana.tasks.supervisor", "--supervise"]
         children = [int(pid) for pid in children_file.read_text().split()]
-        # The options (a listen_url may hold a password) are in no command line.
+        # The options (a listen_url may hold a password) and the database (an EngineSpec,
+        # password included) are in no command line: every user of the machine reads those.
         for pid in (worker.pid, *children):
-            assert "concurrency" not in Path(f"/proc/{pid}/cmdline").read_text()
+            command_line = Path(f"/proc/{pid}/cmdline").read_text()
+            assert "concurrency" not in command_line
+            assert "datastore_config" not in command_line
         # It imports neither SQLAlchemy nor the application: a fraction of a worker's size.
         assert resident_kb(worker.pid) * 2 < min(resident_kb(pid) for pid in children)
     finally:
