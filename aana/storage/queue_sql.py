@@ -221,8 +221,8 @@ class ClaimRequest(NamedTuple):
 def claim(request: ClaimRequest, job: bool = False, relaxed: bool = False) -> Update:
     """Claim the tasks ``request`` asks for, re-checking that each is still claimable.
 
-    By default they become ASSIGNED and the tasks are returned (as entities, run
-    through a session). A ``job`` claim, by a
+    By default they become ASSIGNED and their rows are returned (the repository loads
+    them as entities). A ``job`` claim, by a
     worker that starts what it claims in the same transaction, makes them RUNNING
     straight away (ASSIGNED would never be seen; the claim's fence is the same) and
     returns ``JOB_COLUMNS``. Run it with ``request.parameters()``.
@@ -286,7 +286,7 @@ def _new_task_values() -> dict[str, Any]:
 
 @cache
 def new_task() -> Insert:
-    """Store one task; the other columns take the entity's defaults (CREATED, ...).
+    """Store one task; the other columns take the table's defaults (CREATED, ...).
 
     Parameters: ``id``, ``endpoint``, ``data`` (its JSON text), ``priority``, ``user``,
     ``at`` (an aware datetime, or None) and ``delay`` (seconds; used when ``at`` is None).
