@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from aana.storage.checks import check_json
+from aana.storage.checks import json_text
 from aana.tasks.handlers import Handler, RegisteredHandler
 from aana.tasks.manager import QueueManager
 from aana.tasks.options import RetryPolicy, check_dedupe_key, schedule
@@ -177,7 +177,7 @@ class TaskQueueMixin:
 
         """
         check_cron(cron)
-        check_json(data, "periodic task data")
+        json_text(data, "periodic task data")
 
         def add(name: str) -> None:
             if any(p.endpoint == name and p.cron == cron for p in self.periodic_tasks):
