@@ -81,6 +81,13 @@ def load_app(app_path: str) -> AanaSDK:
     help="Tasks each process runs at once (handler threads).",
 )
 @click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Tasks each process claims ahead of its handler threads (for many short tasks).",
+)
+@click.option(
     "--heartbeat-timeout",
     type=float,
     default=None,
@@ -141,6 +148,7 @@ def worker(
     app_path: str,
     processes: int | None,
     concurrency: int,
+    prefetch: int,
     heartbeat_timeout: float | None,
     execution_timeout: float | None,
     max_retries: int | None,
@@ -168,6 +176,7 @@ def worker(
     options = WorkerOptions.from_settings(
         queue_settings,
         concurrency=concurrency,
+        prefetch=prefetch,
         heartbeat_timeout=heartbeat_timeout,
         execution_timeout=execution_timeout,
         max_retries=max_retries,

@@ -30,7 +30,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aana.exceptions.core import BaseException as AanaException
-from aana.exceptions.db import DatabaseConnectionException
+from aana.exceptions.db import (
+    DatabaseConnectionException,
+    InvalidTypeException,
+    InvalidValueException,
+)
 from aana.storage.engine import EngineSpec, create_engine
 from aana.storage.pooling import direct_conninfo
 from aana.storage.tables import Status
@@ -68,6 +72,13 @@ class WorkerOptions:
 
     Attributes:
         concurrency: Tasks run at once (handler threads).
+        prefetch: Tasks claimed ahead of the handler threads, beyond those running, so
+            a thread that finishes starts the next task without waiting for a claim,
+            and each claim fetches more at once: for many short tasks. A prefetched
+            task is RUNNING from its claim on (heartbeats keep it, its execution
+            timeout counts) and waits for a free thread; at shutdown the unstarted
+            ones are handed back. Keep 0 for long tasks, which would hold it back
+            from idle workers.
         execution_timeout: Seconds a task may run before it is handed back or failed.
         heartbeat_timeout: Seconds without a heartbeat before a task is considered lost.
         max_retries: Attempts before a lost or retryable-failed task stays FAILED.
@@ -94,6 +105,7 @@ class WorkerOptions:
     """
 
     concurrency: int = 1
+    prefetch: int = 0
     execution_timeout: float = 600
     heartbeat_timeout: float = 60
     max_retries: int = 3
@@ -109,6 +121,17 @@ class WorkerOptions:
     retry: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
+        for name, least in (("concurrency", 1), ("prefetch", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidTypeException(
+                    f"WorkerOptions.{name} must be an int, not {type(value).__name__}: "
+                    f"pass a whole number of tasks"
+                )
+            if value < least:
+                raise InvalidValueException(
+                    f"WorkerOptions.{name} must be at least {least}, not {value}"
+                )
         if self.listen_url:
             direct_conninfo(self.listen_url)  # a bad URL fails at start, not in a thread
 
@@ -289,7 +312,8 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             self._drain_outcomes()
-            free = self.options.concurrency - len(self._running) + len(self._unsaved)
+            room = self.options.concurrency + self.options.prefetch
+            free = room - len(self._running) + len(self._unsaved)
             settled = bool(self._unsaved)
             claimed = self._settle(self._claim_request(free) if free > 0 else None)
             if claimed:

@@ -72,6 +72,14 @@ def test_bad_db_config__one_line_error_and_exit_2() -> None:
     assert "'oracle' is not supported" in result.stderr
 
 
+@pytest.mark.parametrize(("option", "value"), [("--prefetch", "-1"), ("--concurrency", "0")])
+def test_worker__bad_counts_are_usage_errors(option: str, value: str) -> None:
+    result = run_aana("worker", "myapp:app", option, value, db_config=None)
+    assert result.returncode == 2
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_server_down__one_line_error_exit_1_and_traceback_only_with_verbose() -> None:
     config = (
         '{"datastore_type": "postgresql", "datastore_config": {"host": "127.0.0.1", '

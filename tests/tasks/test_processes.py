@@ -69,12 +69,12 @@ def ids_in(*states):
         return set(session.scalars(select(TaskEntity.id).where(TaskEntity.status.in_(states))))
 
 
-def test_exactly_once__four_processes_five_thousand_tasks(db, tmp_path):
+@pytest.mark.parametrize("prefetch", ["0", "8"])
+def test_exactly_once__four_processes_five_thousand_tasks(db, tmp_path, prefetch):
     app = AanaSDK()
     app.defer_many("record", [{"n": n} for n in range(5000)])
-    worker = worker_process(
-        db, tmp_path, "--processes", "4", "--concurrency", "4", "--burst", "--poll-interval", "0.1"
-    )
+    options = ["--processes", "4", "--concurrency", "4", "--prefetch", prefetch]
+    worker = worker_process(db, tmp_path, *options, "--burst", "--poll-interval", "0.1")
     output, _ = worker.communicate(timeout=240)
     assert worker.returncode == 0, output
     counts = runs(tmp_path)

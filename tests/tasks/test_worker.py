@@ -1,6 +1,7 @@
 import asyncio
 import logging
 import threading
+import time
 from datetime import timedelta
 from uuid import UUID
 
@@ -261,3 +262,83 @@ def test_worker__runs_with_a_pool_of_one_connection(app, db, monkeypatch, caplog
     assert [record.getMessage() for record in caplog.records] == []
     assert {app.get_task(task_id).status for task_id in ids} == {Status.COMPLETED}
     settings.db_config.get_engine().dispose()
+
+
+def held_handler(app):
+    """Endpoint "hold": records its data, then waits for the gate (set it to go on)."""
+    gate, calls = threading.Event(), []
+
+    @app.task("hold")
+    def hold(data):
+        calls.append(data)
+        gate.wait(10)
+        return data
+
+    return gate, calls
+
+
+def running_and_created(app, ids):
+    statuses = [status_of(app, i) for i in ids]
+    return statuses.count(Status.RUNNING), statuses.count(Status.CREATED)
+
+
+def test_prefetch__claims_ahead_of_the_threads_and_runs_each_task_once(app):
+    gate, calls = held_handler(app)
+    ids = app.defer_many("hold", list(range(5)))
+    worker, thread = start_worker(app, concurrency=1, prefetch=2)
+    # One handler thread busy, two more tasks claimed for it, the rest left to others.
+    wait_until(lambda: running_and_created(app, ids) == (3, 2))
+    assert len(calls) == 1
+    gate.set()
+    wait_until(lambda: all(status_of(app, i) == Status.COMPLETED for i in ids))
+    worker.stop()
+    thread.join(10)
+    assert sorted(calls) == list(range(5))
+    assert [app.get_task(i).num_retries for i in ids] == [1] * 5
+
+
+def test_prefetch__heartbeats_keep_the_prefetched_tasks(app):
+    gate, _ = held_handler(app)
+    ids = app.defer_many("hold", [1, 2])
+    # Heartbeats every 0.25 s; a task silent for 1 s would be swept by this very worker.
+    worker, thread = start_worker(app, concurrency=1, prefetch=1, heartbeat_timeout=1)
+    wait_until(lambda: running_and_created(app, ids) == (2, 0))
+    before = [worker_attempt(app, i) for i in ids]
+    time.sleep(2.5)  # more than twice the heartbeat timeout
+    assert app.task_queue().sweep(3600, heartbeat_timeout=1, max_retries=3) == []
+    assert [worker_attempt(app, i) for i in ids] == before, "an attempt was lost"
+    gate.set()
+    wait_until(lambda: all(status_of(app, i) == Status.COMPLETED for i in ids))
+    worker.stop()
+    thread.join(10)
+    assert [app.get_task(i).num_retries for i in ids] == [1, 1]
+
+
+def test_prefetch__shutdown_hands_back_the_unstarted_ones(app):
+    gate, calls = held_handler(app)
+    ids = app.defer_many("hold", [1, 2, 3])
+    worker, thread = start_worker(app, concurrency=1, prefetch=2)
+    wait_until(lambda: running_and_created(app, ids) == (3, 0) and len(calls) == 1)
+    worker.stop(grace=10)
+    gate.set()
+    thread.join(10)
+    [started] = calls
+    expected = [Status.COMPLETED if n == started else Status.NOT_FINISHED for n in [1, 2, 3]]
+    assert [status_of(app, i) for i in ids] == expected
+    burst(app)  # the handed-back ones run on the next worker
+    assert sorted(calls) == [1, 2, 3]
+    assert all(status_of(app, i) == Status.COMPLETED for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"prefetch": -1}, ValueError, "prefetch must be at least 0, not -1"),
+        ({"concurrency": 0}, ValueError, "concurrency must be at least 1, not 0"),
+        ({"prefetch": "2"}, TypeError, "prefetch must be an int, not str"),
+        ({"concurrency": True}, TypeError, "concurrency must be an int, not bool"),
+    ],
+)
+def test_worker_options__bad_counts_are_refused(options, error, message):
+    with pytest.raises(error, match=message):
+        WorkerOptions(**options)
