@@ -743,17 +743,27 @@ def _finish_and_claim(retryable: tuple[str, ...], per_user: bool, limited: bool)
 
 
 @cache
-def release_many(together: bool = False) -> Update:
-    """Hand an unfinished attempt back as NOT_FINISHED, or CANCELLED if it was (many rows)."""
+def release_many(together: bool = False, started: bool = True) -> Update:
+    """Hand an unfinished attempt back as NOT_FINISHED, or CANCELLED if it was (many rows).
+
+    An attempt whose handler never started (``started`` False: a job still waiting for
+    a thread) gives its claim back too: ``num_retries`` is what it was before, so the
+    hand-back costs the task none of its ``max_retries``. The next claim's
+    ``assigned_at`` still tells the two attempts apart.
+    """
     cancelled = tasks.c.cancel_requested == true()
-    return (
-        update(tasks)
-        .where(held(*ACTIVE, rows=json_rows() if together else None))
-        .values(
-            status=case((cancelled, Status.CANCELLED.value), else_=Status.NOT_FINISHED.value),
-            completed_at=case((cancelled, utcnow()), else_=tasks.c.completed_at),
-        )
-    )
+    values: dict[str, Any] = {
+        "status": case((cancelled, Status.CANCELLED.value), else_=Status.NOT_FINISHED.value),
+        "completed_at": case((cancelled, utcnow()), else_=tasks.c.completed_at),
+    }
+    if not started:
+        values["num_retries"] = tasks.c.num_retries - 1
+    return update(tasks).where(held(*ACTIVE, rows=json_rows() if together else None)).values(values)
+
+
+def release_unstarted_many(together: bool = False) -> Update:
+    """``release_many`` of attempts whose handler never started (their claim not counted)."""
+    return release_many(together, started=False)
 
 
 @cache

@@ -255,7 +255,8 @@ class QueueManager:
 
         Args:
             outcomes: Ended attempts: COMPLETED or FAILED with their result, or None
-                for a job that was never started (handed back as NOT_FINISHED).
+                for a job that was never started (handed back as NOT_FINISHED, its
+                claim not counted in ``num_retries``).
             claim: What to claim next, straight into RUNNING; None to claim nothing.
             retry_delays: Seconds from now until a failed task that will be retried is
                 due again, by task id (others keep their due time).
@@ -310,7 +311,7 @@ class QueueManager:
             if results and _changed(db, queue_sql.finish_many, results) != len(results):
                 written = self._still_held(db, finished, FINISHED)
             if unstarted:
-                _changed(db, queue_sql.release_many, unstarted)
+                _changed(db, queue_sql.release_unstarted_many, unstarted)
             if claim is not None:
                 jobs = self._claim(db, claim)
         return written, jobs

@@ -37,6 +37,7 @@ from aana.exceptions.db import (
 )
 from aana.storage.engine import EngineSpec, create_engine
 from aana.storage.pooling import direct_conninfo
+from aana.storage.queue_sql import Attempt
 from aana.storage.tables import Status
 from aana.tasks.errors import (
     QueueUnavailableError,
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 _FIRST_POLL = 0.005  # seconds; an idle worker without notifications backs off from here
 _PRESENCE_INTERVAL = 2.0  # seconds between two writes of the worker's own row, at most
 _COMPACT_INTERVAL = 2.0  # seconds between two compactions of the task counts, at most
+_PREFETCH_WAIT = 5.0  # seconds a prefetched task may wait for a thread (or a tenth of
+# the execution timeout, if less) before it is handed back to the queue
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,12 @@ class WorkerOptions:
         prefetch: Tasks claimed ahead of the handler threads, beyond those running, so
             a thread that finishes starts the next task without waiting for a claim,
             and each claim fetches more at once: for many short tasks. A prefetched
-            task is RUNNING from its claim on (heartbeats keep it, its execution
-            timeout counts) and waits for a free thread; at shutdown the unstarted
-            ones are handed back. Keep 0 for long tasks, which would hold it back
-            from idle workers.
+            task is RUNNING from its claim on (heartbeats keep it) and waits for a
+            free thread. One that waits longer than 5 s (or a tenth of
+            ``execution_timeout``), or is still waiting at shutdown, is handed back
+            unstarted, its claim not counted against ``max_retries``; after such a
+            hand-back the worker prefetches again only once a thread has nothing
+            left to start. Keep 0 for long tasks.
         execution_timeout: Seconds a task may run before it is handed back or failed.
         heartbeat_timeout: Seconds without a heartbeat before a task is considered lost.
         max_retries: Attempts before a lost or retryable-failed task stays FAILED.
@@ -125,12 +130,12 @@ class WorkerOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidTypeException(
-                    f"WorkerOptions.{name} must be an int, not {type(value).__name__}: "
-                    f"pass a whole number of tasks"
+                    f"{name} must be a whole number of tasks (an int), got {type(value).__name__}",
+                    f"WorkerOptions.{name}",
                 )
             if value < least:
                 raise InvalidValueException(
-                    f"WorkerOptions.{name} must be at least {least}, not {value}"
+                    f"{name} must be at least {least}, got {value!r}", f"WorkerOptions.{name}"
                 )
         if self.listen_url:
             direct_conninfo(self.listen_url)  # a bad URL fails at start, not in a thread
@@ -196,8 +201,13 @@ class Worker:
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._unsaved: list[Outcome] = []
-        self._running: dict[Any, Job] = {}
+        # Every job claimed and not yet settled, by attempt (a task claimed again after
+        # its attempt was lost is another entry); those not started yet, with the
+        # time they were dispatched. Both under the lock.
+        self._running: dict[Attempt, Job] = {}
+        self._waiting: dict[Attempt, float] = {}
         self._running_lock = threading.Lock()
+        self._prefetch_paused = False
         self._grace_deadline = float("inf")
         self._exit_timers: list[threading.Timer] = []
         self._listener = Listener(self.manager.engine, self._wake, self.options.listen_url)
@@ -312,8 +322,9 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             self._drain_outcomes()
-            room = self.options.concurrency + self.options.prefetch
-            free = room - len(self._running) + len(self._unsaved)
+            self._hand_back_waiting(self._prefetch_wait)
+            prefetch = 0 if self._prefetch_paused else self.options.prefetch
+            free = self.options.concurrency + prefetch - len(self._running) + len(self._unsaved)
             settled = bool(self._unsaved)
             claimed = self._settle(self._claim_request(free) if free > 0 else None)
             if claimed:
@@ -322,14 +333,54 @@ class Worker:
             # A task just finished may be claimable again (a retryable failure): look again.
             if self.options.burst and not self._running and not settled:
                 return
-            # A task scheduled for later wakes nobody when it becomes due: wake for it.
+            # A task scheduled for later wakes nobody when it becomes due, nor does a
+            # prefetched one that waited too long: wake for them.
             until_due = self._until_next_due() if free > 0 else None
+            deadlines = [t for t in (until_due, self._until_waited_too_long()) if t is not None]
             if self._listener.listening.is_set() or free <= 0:
                 # Notifications or finishing tasks set the event; the timeout is a fallback.
-                timeout = self.options.poll_interval
-                self._wake.wait(timeout if until_due is None else min(timeout, until_due))
-            elif not self._wake.wait(wait if until_due is None else min(wait, until_due)):
+                self._wake.wait(min([self.options.poll_interval, *deadlines]))
+            elif not self._wake.wait(min([wait, *deadlines])):
                 wait = min(wait * 2, self.options.poll_interval)
+
+    @property
+    def _prefetch_wait(self) -> float:
+        """Seconds a prefetched job may wait for a thread before it is handed back."""
+        return min(_PREFETCH_WAIT, self.options.execution_timeout / 10)
+
+    def _until_waited_too_long(self) -> float | None:
+        """Seconds until the job waiting longest is to be handed back (None: none waits)."""
+        if not self.options.prefetch:
+            return None  # every job dispatched has a free thread
+        with self._running_lock:
+            oldest = min(self._waiting.values(), default=None)
+        if oldest is None:
+            return None
+        return max(0.0, oldest + self._prefetch_wait - time.monotonic())
+
+    def _hand_back_waiting(self, older_than: float) -> None:
+        """Take back the dispatched jobs no thread started within ``older_than`` seconds.
+
+        They are handed back in the next turn, unstarted (their claim not counted); a
+        thread that takes one from the queue later skips it. Prefetching then pauses
+        until a thread finds nothing left to start.
+        """
+        if not self.options.prefetch and older_than > 0:
+            return  # every job dispatched has a free thread
+        now = time.monotonic()
+        with self._running_lock:
+            stale = [a for a, since in self._waiting.items() if now - since >= older_than]
+            for attempt in stale:
+                del self._waiting[attempt]
+            self._unsaved.extend((self._running[attempt], None, None) for attempt in stale)
+        if stale and older_than > 0:
+            self._prefetch_paused = True
+            logger.info(
+                "handing back %d prefetched task(s) that waited %.1f s for a thread; "
+                "prefetching resumes once a thread has nothing left to start",
+                len(stale),
+                older_than,
+            )
 
     def _until_next_due(self) -> float | None:
         """Seconds until a task scheduled for later is due (None: none is, or unknown)."""
@@ -410,11 +461,16 @@ class Worker:
                 )
         self.processed += sum(status is not None for _, status, _ in outcomes)
         self._unsaved = []
+        dispatched = time.monotonic()
         with self._running_lock:
             for job, _, _ in outcomes:
-                self._running.pop(job.id, None)
+                self._running.pop(job.attempt, None)
+            if self._prefetch_paused and not self._waiting:
+                # A thread finished with nothing left to start: prefetch again.
+                self._prefetch_paused = not any(status for _, status, _ in outcomes)
             for job in started:
-                self._running[job.id] = job
+                self._running[job.attempt] = job
+                self._waiting[job.attempt] = dispatched
         for job in started:
             self._jobs.put(job)
         return len(started)
@@ -493,6 +549,7 @@ class Worker:
     def _shut_down(self) -> None:
         """Let running tasks finish within the grace period, then hand the rest back."""
         self._stopping.set()
+        self._hand_back_waiting(0.0)  # not started yet: handed back at once
         if self._running:
             logger.info("stopping: waiting for %d running task(s)", len(self._running))
         while self._running and time.monotonic() < self._grace_deadline:
@@ -516,6 +573,9 @@ class Worker:
         loop = asyncio.new_event_loop()
         try:
             while (job := self._jobs.get()) is not None:
+                with self._running_lock:
+                    if self._waiting.pop(job.attempt, None) is None:
+                        continue  # handed back while it waited
                 outcome: Outcome
                 try:
                     started = time.perf_counter()
@@ -599,9 +659,10 @@ class Worker:
         while True:
             try:
                 with self._running_lock:
-                    attempts = [job.attempt for job in self._running.values()]
+                    attempts = list(self._running)
+                    started = len(attempts) - len(self._waiting)
                 self.manager.heartbeat(attempts)
-                self._report_presence(len(attempts))
+                self._report_presence(started)
                 expired = self.manager.sweep(
                     options.execution_timeout,
                     options.heartbeat_timeout,

@@ -287,8 +287,7 @@ def test_prefetch__claims_ahead_of_the_threads_and_runs_each_task_once(app):
     ids = app.defer_many("hold", list(range(5)))
     worker, thread = start_worker(app, concurrency=1, prefetch=2)
     # One handler thread busy, two more tasks claimed for it, the rest left to others.
-    wait_until(lambda: running_and_created(app, ids) == (3, 2))
-    assert len(calls) == 1
+    wait_until(lambda: running_and_created(app, ids) == (3, 2) and len(calls) == 1)
     gate.set()
     wait_until(lambda: all(status_of(app, i) == Status.COMPLETED for i in ids))
     worker.stop()
@@ -300,12 +299,13 @@ def test_prefetch__claims_ahead_of_the_threads_and_runs_each_task_once(app):
 def test_prefetch__heartbeats_keep_the_prefetched_tasks(app):
     gate, _ = held_handler(app)
     ids = app.defer_many("hold", [1, 2])
-    # Heartbeats every 0.25 s; a task silent for 1 s would be swept by this very worker.
-    worker, thread = start_worker(app, concurrency=1, prefetch=1, heartbeat_timeout=1)
+    # Heartbeats every 0.375 s; a task silent for 1.5 s would be swept by this very
+    # worker. The prefetched task waits less than the 5 s after which it is handed back.
+    worker, thread = start_worker(app, concurrency=1, prefetch=1, heartbeat_timeout=1.5)
     wait_until(lambda: running_and_created(app, ids) == (2, 0))
     before = [worker_attempt(app, i) for i in ids]
-    time.sleep(2.5)  # more than twice the heartbeat timeout
-    assert app.task_queue().sweep(3600, heartbeat_timeout=1, max_retries=3) == []
+    time.sleep(3.0)  # twice the heartbeat timeout
+    assert app.task_queue().sweep(3600, heartbeat_timeout=1.5, max_retries=3) == []
     assert [worker_attempt(app, i) for i in ids] == before, "an attempt was lost"
     gate.set()
     wait_until(lambda: all(status_of(app, i) == Status.COMPLETED for i in ids))
@@ -325,20 +325,112 @@ def test_prefetch__shutdown_hands_back_the_unstarted_ones(app):
     [started] = calls
     expected = [Status.COMPLETED if n == started else Status.NOT_FINISHED for n in [1, 2, 3]]
     assert [status_of(app, i) for i in ids] == expected
+    assert not thread.is_alive()
+    # Never started: their claims are not counted.
+    assert [app.get_task(i).num_retries for i in ids].count(0) == 2
     burst(app)  # the handed-back ones run on the next worker
     assert sorted(calls) == [1, 2, 3]
     assert all(status_of(app, i) == Status.COMPLETED for i in ids)
+    assert [app.get_task(i).num_retries for i in ids] == [1, 1, 1]
+
+
+def test_prefetch__a_task_waiting_too_long_goes_back_to_other_workers(app):
+    gate, calls = threading.Event(), []
+
+    @app.task("hold")
+    def hold(data):
+        calls.append(data)
+        if len(calls) == 1:  # the first one holds its worker's only thread
+            gate.wait(10)
+        return data
+
+    ids = app.defer_many("hold", [1, 2, 3])
+    # A tenth of the execution timeout: prefetched tasks wait 1 s for a thread at most.
+    worker, thread = start_worker(app, concurrency=1, prefetch=2, execution_timeout=10)
+    wait_until(lambda: len(calls) == 1)
+    [started] = calls
+    waiting = [i for n, i in zip([1, 2, 3], ids, strict=True) if n != started]
+    # Handed back unstarted, and not claimed again while the one thread is busy.
+    wait_until(lambda: all(status_of(app, i) == Status.NOT_FINISHED for i in waiting))
+    assert [app.get_task(i).num_retries for i in waiting] == [0, 0]
+    burst(app, concurrency=2)  # another worker runs them meanwhile
+    assert sorted(calls) == [1, 2, 3]
+    gate.set()
+    wait_until(lambda: all(status_of(app, i) == Status.COMPLETED for i in ids))
+    worker.stop()
+    thread.join(10)
+    assert [app.get_task(i).num_retries for i in ids] == [1, 1, 1]
+
+
+def test_prefetch__waiting_never_eats_the_execution_timeout(app):
+    calls = []
+
+    @app.task("nap")
+    def nap(data):
+        calls.append(data)
+        time.sleep(0.4)
+        return data
+
+    ids = app.defer_many("nap", [1, 2, 3, 4])
+    # Run one after the other, the last would end 1.6 s after its claim: past the 1.5 s
+    # execution timeout, had its wait counted. It waits 0.15 s at most, then goes back.
+    # The worker's sweep runs every 0.25 s.
+    options = {"execution_timeout": 1.5, "heartbeat_timeout": 1}
+    worker, thread = start_worker(app, concurrency=1, prefetch=3, **options)
+    wait_until(lambda: all(status_of(app, i) == Status.COMPLETED for i in ids))
+    worker.stop()
+    thread.join(10)
+    assert sorted(calls) == [1, 2, 3, 4]
+    assert [app.get_task(i).num_retries for i in ids] == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"prefetch": -1}, ValueError, "prefetch must be at least 0, not -1"),
-        ({"concurrency": 0}, ValueError, "concurrency must be at least 1, not 0"),
-        ({"prefetch": "2"}, TypeError, "prefetch must be an int, not str"),
-        ({"concurrency": True}, TypeError, "concurrency must be an int, not bool"),
+        ({"prefetch": -1}, ValueError, "prefetch must be at least 0, got -1"),
+        ({"concurrency": 0}, ValueError, "concurrency must be at least 1, got 0"),
+        (
+            {"prefetch": "2"},
+            TypeError,
+            r"prefetch must be a whole number of tasks \(an int\), got str",
+        ),
+        ({"concurrency": True}, TypeError, "concurrency must .* got bool"),
     ],
 )
 def test_worker_options__bad_counts_are_refused(options, error, message):
     with pytest.raises(error, match=message):
         WorkerOptions(**options)
+
+
+def test_worker__a_lost_attempt_ending_late_leaves_the_new_one_held(app):
+    first_gate, second_gate = threading.Event(), threading.Event()
+    first_started, second_started = threading.Event(), threading.Event()
+
+    @app.task("twice")
+    def twice(data, context):
+        if context.attempt == 1:
+            first_started.set()
+            first_gate.wait(10)
+            return "old"
+        second_started.set()
+        second_gate.wait(10)
+        return "new"
+
+    task_id = app.defer("twice", {})
+    options = {"heartbeat_timeout": 3600, "execution_timeout": 3600}
+    worker, thread = start_worker(app, concurrency=2, **options)
+    assert first_started.wait(10)
+    # The first attempt is declared lost; the same worker claims the task again.
+    with get_session() as session:
+        backdate(session, [task_id], 120, columns=["updated_at"])
+    manager = app.task_queue()
+    assert manager.sweep(3600, heartbeat_timeout=60, max_retries=3) == [UUID(str(task_id))]
+    assert second_started.wait(10)
+    first_gate.set()  # the lost attempt ends: its result is refused
+    wait_until(lambda: worker.processed == 1)
+    # The second attempt is still the worker's: a stop hands it back.
+    worker.stop(grace=0.1)
+    thread.join(10)
+    second_gate.set()
+    task = app.get_task(task_id)
+    assert (task.status, task.num_retries, task.result) == (Status.NOT_FINISHED, 2, None)
