@@ -570,7 +570,11 @@ def _expire_statement(backoff: ColumnElement[Any]) -> Update:
 #
 # An attempt is identified by the task id, ``num_retries`` (bumped by every claim) and
 # ``assigned_at`` (stamped by the database clock at every claim). ``retry_task`` resets
-# ``num_retries``, so the count alone could repeat; the pair cannot.
+# ``num_retries``, and an unstarted hand-back takes its claim back, so the count alone
+# could repeat; the pair can repeat only if a task is handed back unstarted and claimed
+# again within the clock's resolution (a millisecond on SQLite). That is harmless: the
+# attempt handed back never ran, so it only sent heartbeats, and whichever copy of the
+# job a thread takes first runs it; the other is skipped.
 
 
 class Attempt(NamedTuple):

@@ -389,13 +389,18 @@ class QueueManager:
         with self._alone("removing the worker's row") as db:
             db.execute(queue_sql.workers_gone(), {"worker_id": worker_id})
 
-    def release(self, attempts: Sequence[Attempt]) -> set[uuid.UUID]:
-        """Hand unfinished attempts back to the queue (NOT_FINISHED); returns their ids."""
+    def release(self, attempts: Sequence[Attempt], started: bool = True) -> set[uuid.UUID]:
+        """Hand unfinished attempts back to the queue (NOT_FINISHED); returns their ids.
+
+        ``started`` False: their handlers never started, so their claims are not
+        counted (see ``queue_sql.release_many``).
+        """
         if not attempts:
             return set()
         params = [queue_sql.attempt_params(attempt) for attempt in attempts]
         with self._writing("handing back tasks") as db:
-            if _changed(db, queue_sql.release_many, params) == len(params):
+            statement = queue_sql.release_many if started else queue_sql.release_unstarted_many
+            if _changed(db, statement, params) == len(params):
                 return {attempt.task_id for attempt in attempts}
             return self._still_held(db, attempts, (Status.NOT_FINISHED, Status.CANCELLED))
 

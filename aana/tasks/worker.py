@@ -282,28 +282,40 @@ class Worker:
         try:
             self._loop()
         finally:
-            self._shut_down()
-            for _ in threads:
-                self._jobs.put(None)
-            self._stopped_maintenance.set()
-            self._listener.stop()
-            maintenance.join(timeout=5)
-            if periodic is not None:
-                periodic.join(timeout=5)
             try:
-                self._forget_presence()
-                if self._own_engine:
-                    self.manager.engine.dispose()
-                if self.metrics is not None:
-                    self.metrics.close()
+                self._shut_down()  # in burst mode, raises if the database is unreachable
             finally:
-                # Last, whatever those steps raised: until now a stop signal delivered
-                # twice is still one request, and a step that hangs is still ended by
-                # the exit timers; an embedding program gets its handlers back.
-                for timer in self._exit_timers:
-                    timer.cancel()  # stopped in time
-                logger.info("worker stopped after %d task(s)", self.processed)
-                restore()
+                self._clean_up(threads, maintenance, periodic, restore)
+
+    def _clean_up(
+        self,
+        threads: list[threading.Thread],
+        maintenance: threading.Thread,
+        periodic: threading.Thread | None,
+        restore: Callable[[], None],
+    ) -> None:
+        """Stop the threads, close what the worker opened, give back the signal handlers."""
+        for _ in threads:
+            self._jobs.put(None)
+        self._stopped_maintenance.set()
+        self._listener.stop()
+        maintenance.join(timeout=5)
+        if periodic is not None:
+            periodic.join(timeout=5)
+        try:
+            self._forget_presence()
+            if self._own_engine:
+                self.manager.engine.dispose()
+            if self.metrics is not None:
+                self.metrics.close()
+        finally:
+            # Last, whatever those steps raised: until now a stop signal delivered
+            # twice is still one request, and a step that hangs is still ended by
+            # the exit timers; an embedding program gets its handlers back.
+            for timer in self._exit_timers:
+                timer.cancel()  # stopped in time
+            logger.info("worker stopped after %d task(s)", self.processed)
+            restore()
 
     def _start_metrics(self) -> None:
         port = self.options.metrics_port
@@ -358,22 +370,27 @@ class Worker:
             return None
         return max(0.0, oldest + self._prefetch_wait - time.monotonic())
 
-    def _hand_back_waiting(self, older_than: float) -> None:
+    def _hand_back_waiting(self, older_than: float | None) -> None:
         """Take back the dispatched jobs no thread started within ``older_than`` seconds.
 
-        They are handed back in the next turn, unstarted (their claim not counted); a
-        thread that takes one from the queue later skips it. Prefetching then pauses
-        until a thread finds nothing left to start.
+        None: all of them (the worker stops). They are handed back in this turn,
+        unstarted (their claim not counted); a thread that takes one from the queue
+        later skips it. After jobs waited too long, prefetching pauses until a thread
+        finds nothing left to start.
         """
-        if not self.options.prefetch and older_than > 0:
+        if older_than is not None and not self.options.prefetch:
             return  # every job dispatched has a free thread
         now = time.monotonic()
         with self._running_lock:
-            stale = [a for a, since in self._waiting.items() if now - since >= older_than]
+            stale = [
+                attempt
+                for attempt, since in self._waiting.items()
+                if older_than is None or now - since >= older_than
+            ]
             for attempt in stale:
                 del self._waiting[attempt]
             self._unsaved.extend((self._running[attempt], None, None) for attempt in stale)
-        if stale and older_than > 0:
+        if stale and older_than is not None:
             self._prefetch_paused = True
             logger.info(
                 "handing back %d prefetched task(s) that waited %.1f s for a thread; "
@@ -466,8 +483,10 @@ class Worker:
             for job, _, _ in outcomes:
                 self._running.pop(job.attempt, None)
             if self._prefetch_paused and not self._waiting:
-                # A thread finished with nothing left to start: prefetch again.
-                self._prefetch_paused = not any(status for _, status, _ in outcomes)
+                # A thread finished with nothing left to start (and none was handed
+                # back in this turn): prefetch again.
+                ended = [status for _, status, _ in outcomes]
+                self._prefetch_paused = None in ended or not ended
             for job in started:
                 self._running[job.attempt] = job
                 self._waiting[job.attempt] = dispatched
@@ -549,7 +568,7 @@ class Worker:
     def _shut_down(self) -> None:
         """Let running tasks finish within the grace period, then hand the rest back."""
         self._stopping.set()
-        self._hand_back_waiting(0.0)  # not started yet: handed back at once
+        self._hand_back_waiting(None)  # not started yet: handed back at once
         if self._running:
             logger.info("stopping: waiting for %d running task(s)", len(self._running))
         while self._running and time.monotonic() < self._grace_deadline:
@@ -561,8 +580,15 @@ class Worker:
             left = list(self._running.values())
             self._running.clear()
         if left:
+            # Those whose hand-back was not stored yet never started: not counted.
+            unstarted = {job.attempt for job, status, _ in self._unsaved if status is None}
             try:
-                released = self.manager.release([job.attempt for job in left])
+                released = self.manager.release(
+                    [job.attempt for job in left if job.attempt not in unstarted]
+                )
+                released |= self.manager.release(
+                    [job.attempt for job in left if job.attempt in unstarted], started=False
+                )
                 logger.warning("handed back %d unfinished task(s)", len(released))
             except AanaException:
                 logger.exception("handing back tasks failed; they expire and come back")

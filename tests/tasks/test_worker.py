@@ -299,13 +299,13 @@ def test_prefetch__claims_ahead_of_the_threads_and_runs_each_task_once(app):
 def test_prefetch__heartbeats_keep_the_prefetched_tasks(app):
     gate, _ = held_handler(app)
     ids = app.defer_many("hold", [1, 2])
-    # Heartbeats every 0.375 s; a task silent for 1.5 s would be swept by this very
-    # worker. The prefetched task waits less than the 5 s after which it is handed back.
-    worker, thread = start_worker(app, concurrency=1, prefetch=1, heartbeat_timeout=1.5)
+    # Heartbeats every 0.25 s; a task silent for 1 s would be swept by this very
+    # worker. The prefetched task waits well under the 5 s after which it is handed back.
+    worker, thread = start_worker(app, concurrency=1, prefetch=1, heartbeat_timeout=1)
     wait_until(lambda: running_and_created(app, ids) == (2, 0))
     before = [worker_attempt(app, i) for i in ids]
-    time.sleep(3.0)  # twice the heartbeat timeout
-    assert app.task_queue().sweep(3600, heartbeat_timeout=1.5, max_retries=3) == []
+    time.sleep(2.2)  # more than twice the heartbeat timeout
+    assert app.task_queue().sweep(3600, heartbeat_timeout=1, max_retries=3) == []
     assert [worker_attempt(app, i) for i in ids] == before, "an attempt was lost"
     gate.set()
     wait_until(lambda: all(status_of(app, i) == Status.COMPLETED for i in ids))
