@@ -427,14 +427,14 @@ def aana_defer(db: DbSettings, count: int) -> None:
     use(db).defer_many("noop", [{"n": n} for n in range(count)])
 
 
+AANA_OPTIONS = ("--processes", str(PROCESSES), "--concurrency", "10", "--max-active-per-user", "0")
+"""The worker's options in the throughput rows (pgqueuer has no per-user limit)."""
+
 AANA = Side(
     name="aana worker",
     table="tasks",
     enqueue=aana_defer,
-    start=lambda db: start_workers(
-        db,
-        *("--processes", str(PROCESSES), "--concurrency", "10", "--max-active-per-user", "0"),
-    ),
+    start=lambda db: start_workers(db, *AANA_OPTIONS),
     pids=worker_pids,
     remaining=AANA_REMAINING,
     stop=stop_workers,
@@ -447,11 +447,7 @@ PREFETCH = 10
 AANA_PREFETCHING = dataclasses.replace(
     AANA,
     name=f"aana worker --prefetch {PREFETCH}",
-    start=lambda db: start_workers(
-        db,
-        *("--processes", str(PROCESSES), "--concurrency", "10", "--max-active-per-user", "0"),
-        *("--prefetch", str(PREFETCH)),
-    ),
+    start=lambda db: start_workers(db, *AANA_OPTIONS, "--prefetch", str(PREFETCH)),
 )
 
 
@@ -544,32 +540,28 @@ def bench_pgqueuer() -> None:
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as server:
         autovacuum = server.execute("SHOW autovacuum").fetchone()
     print(f"PostgreSQL autovacuum: {autovacuum[0] if autovacuum else 'unknown'}", flush=True)
-    for mode in ("prefilled", "prefilled-analysed", "idle-first"):
+    rows = [
+        (AANA, mode, "aana worker (concurrency 10)")
+        for mode in ("prefilled", "prefilled-analysed", "idle-first")
+    ]
+    # The same backlog with the option for many short tasks (see the docstring).
+    rows.append(
+        (AANA_PREFETCHING, "prefilled", f"aana worker (concurrency 10, prefetch {PREFETCH})")
+    )
+    for side, mode, name in rows:
         ours, theirs = alternate(
             ROUNDS,
-            lambda mode=mode: on_fresh_pg_database(lambda db: throughput(AANA, db, mode, TASKS)),
+            lambda side=side, mode=mode: on_fresh_pg_database(
+                lambda db: throughput(side, db, mode, TASKS)
+            ),
             lambda mode=mode: pgqueuer_run(mode),
         )
         compare(
             f"PostgreSQL, {mode}, {label}",
-            ("aana worker (concurrency 10)", "pgqueuer (asyncpg, batch 10)"),
+            (name, "pgqueuer (asyncpg, batch 10)"),
             (ours, theirs),
-            1.5 if mode == "prefilled" else None,
+            1.5 if side is AANA and mode == "prefilled" else None,
         )
-    # The same backlog with the option for many short tasks (see the docstring).
-    ours, theirs = alternate(
-        ROUNDS,
-        lambda: on_fresh_pg_database(
-            lambda db: throughput(AANA_PREFETCHING, db, "prefilled", TASKS)
-        ),
-        lambda: pgqueuer_run("prefilled"),
-    )
-    compare(
-        f"PostgreSQL, prefilled, {label}",
-        (f"aana worker (concurrency 10, prefetch {PREFETCH})", "pgqueuer (asyncpg, batch 10)"),
-        (ours, theirs),
-        None,
-    )
     report_exactly_once("PostgreSQL")
 
 
